@@ -1,0 +1,111 @@
+"""The action interface: a named, versioned unit with typed input and output.
+
+An action is a class with a ``name``, a ``version``, a pydantic ``Input`` model (the
+step's ``with:`` is validated against it), an optional ``Output`` model, a
+``description`` and ``async execute(ctx, input) -> ActionResult``. Built-ins live in
+this package; third-party packages register classes under the ``plait.actions`` entry
+point group, so installing a package adds actions.
+
+An action fails by raising (any exception becomes a failed attempt whose error is the
+exception's message; :class:`ActionFailed` carries partial outputs). It asks to wait —
+a durable sleep, an approval — by returning ``ActionResult(suspend_until=…)``; when the
+timer is due the runtime calls :meth:`Action.resume`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from plait.errors import ActionError
+
+
+class ActionInput(BaseModel):
+    """Base for action inputs: unknown keys in ``with:`` are errors."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+@dataclass
+class ActionResult:
+    """What an attempt produced. ``suspend_until`` (epoch seconds) makes the step wait;
+    ``wait_reason`` says on what (shown as the step's reason)."""
+
+    outputs: dict[str, Any] = field(default_factory=dict)
+    suspend_until: float | None = None
+    wait_reason: str | None = None
+
+
+class ActionFailed(ActionError):
+    """A failure the action reports on purpose, optionally with partial outputs.
+
+    ``retryable=False`` tells the engine that trying again cannot help.
+    """
+
+    def __init__(
+        self, message: str, outputs: Mapping[str, Any] | None = None, *, retryable: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.outputs = dict(outputs or {})
+        self.retryable = retryable
+
+
+LogSink = Callable[[str, str], None]
+"""``sink(stream, line)``: appends one line to the run log (masked by the runtime)."""
+
+
+@dataclass
+class ActionContext:
+    """What an action may know and use about the attempt it runs.
+
+    ``idempotency_key`` (``run_id:step:attempt``) is stable across an interrupted attempt
+    and its restart only in its first two parts: actions with external side effects
+    should use ``run_id`` and ``step`` to make them idempotent (DESIGN §3).
+    """
+
+    run_id: str
+    workflow: str
+    step: str
+    attempt: int
+    workdir: Path
+    env: dict[str, str]
+    log: LogSink
+    mask: Callable[[str], str]
+    deadline: float | None = None
+    namespace: str = "default"
+    #: for ``uses: workflow`` and other server-side actions (set by the runtime)
+    services: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.run_id}:{self.step}:{self.attempt}"
+
+
+class Action:
+    """Base class of actions. Subclasses set the class attributes and ``execute``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    Input: ClassVar[type[BaseModel]] = ActionInput
+    Output: ClassVar[type[BaseModel] | None] = None
+
+    async def execute(self, ctx: ActionContext, input: Any) -> ActionResult:
+        raise NotImplementedError
+
+    async def resume(self, ctx: ActionContext, input: Any) -> ActionResult:
+        """Called when a suspended step's timer is due. The default ends the wait with
+        no outputs (what a sleep wants)."""
+        return ActionResult()
+
+    @classmethod
+    def input_schema(cls) -> dict[str, Any]:
+        return cls.Input.model_json_schema()
+
+    @classmethod
+    def output_schema(cls) -> dict[str, Any] | None:
+        return cls.Output.model_json_schema() if cls.Output else None
