@@ -111,7 +111,9 @@ class Store(Protocol):
     def get_version(self, version_id: int) -> VersionRecord: ...
 
     # -- runs ------------------------------------------------------------------------
-    def create_run(self, run: RunState, steps: Sequence[StepState], events: Sequence[Event]) -> None:
+    def create_run(
+        self, run: RunState, steps: Sequence[StepState], events: Sequence[Event]
+    ) -> None:
         """Insert a new run with its initial step rows; ``run.version`` is stored as given."""
         ...
 
