@@ -1,0 +1,133 @@
+"""``uses: python`` — call a Python function: ``function: "pkg.module:func"``.
+
+The run's work directory is put on ``sys.path`` so that a workflow's own modules import
+next to its file. ``sys.path`` and ``sys.modules`` are process-wide, so two workflows
+with modules of the same name in different directories share whichever imported first:
+give workflow modules distinct names (or package them).
+
+Async functions are awaited on the event loop; sync ones run in a worker thread so a
+slow function does not stall other steps. A sync function cannot be interrupted: on
+timeout or cancel the step ends at once but the thread runs to its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field
+
+from plait.actions.base import Action, ActionContext, ActionFailed, ActionInput, ActionResult
+
+
+class PythonInput(ActionInput):
+    function: str = Field(
+        description="What to call: `pkg.module:func` (or `pkg.module.func`; "
+        "`pkg.module:Class.method` for an attribute path)."
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for the function."
+    )
+
+
+class PythonAction(Action):
+    name = "python"
+    version = "1"
+    description = (
+        "Call a Python function with keyword arguments; a dict it returns becomes the "
+        "outputs, another value the `result` output."
+    )
+    Input = PythonInput
+
+    async def execute(self, ctx: ActionContext, input: PythonInput) -> ActionResult:
+        func = await asyncio.to_thread(resolve_function, input.function, str(ctx.workdir))
+        try:
+            inspect.signature(func).bind(**input.args)
+        except TypeError as exc:
+            raise ActionFailed(f"{input.function}: {exc}", retryable=False) from None
+        except ValueError:  # builtins without a signature: let the call decide
+            pass
+        value = await _call(func, input.args)
+        return ActionResult(outputs=_outputs(input.function, value))
+
+
+def resolve_function(spec: str, workdir: str | None = None) -> Callable[..., Any]:
+    """Import ``spec`` (``module:attr.path`` or ``module.attr``); ActionFailed (not
+    retryable) naming what is missing when it cannot."""
+    module_name, attr_path = _split(spec)
+    if workdir and workdir not in sys.path:
+        sys.path.insert(0, workdir)
+    if module_name not in sys.modules:
+        # Files written since the last import are found only after this.
+        importlib.invalidate_caches()
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ActionFailed(f"{spec}: no module named {exc.name!r}", retryable=False) from exc
+    except Exception as exc:  # the module itself raised (or has a syntax error)
+        raise ActionFailed(
+            f"{spec}: importing {module_name} failed: {type(exc).__name__}: {exc}",
+            retryable=False,
+        ) from exc
+    for part in attr_path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ActionFailed(
+                f"{spec}: {module_name} has no attribute {attr_path!r}", retryable=False
+            ) from None
+    if not callable(target):
+        raise ActionFailed(f"{spec}: {type(target).__name__} is not callable", retryable=False)
+    return target  # type: ignore[no-any-return]
+
+
+def _split(spec: str) -> tuple[str, str]:
+    spec = spec.strip()
+    if ":" in spec:
+        module_name, _, attr_path = spec.partition(":")
+    else:
+        module_name, _, attr_path = spec.rpartition(".")
+    if not module_name or not attr_path:
+        raise ActionFailed(
+            f"function {spec!r}: write it as package.module:function", retryable=False
+        )
+    return module_name, attr_path
+
+
+async def _call(func: Callable[..., Any], args: dict[str, Any]) -> Any:
+    try:
+        if inspect.iscoroutinefunction(func):
+            return await func(**args)
+        value = await asyncio.to_thread(func, **args)
+        if inspect.isawaitable(value):  # a sync wrapper that returned a coroutine
+            value = await value
+        return value
+    except ActionFailed:
+        raise
+    except Exception as exc:
+        raise ActionFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _outputs(spec: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        outputs: dict[str, Any] = {}
+    elif isinstance(value, dict):
+        outputs = value
+        if not all(isinstance(key, str) for key in outputs):
+            raise ActionFailed(f"{spec} returned a dict whose keys are not all strings")
+    else:
+        outputs = {"result": value}
+    try:
+        # Outputs are stored as JSON: a value that cannot be is an error here, where
+        # the user sees which function returned it, not later in the store.
+        json.dumps(outputs, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ActionFailed(
+            f"{spec} returned a value that is not JSON-serialisable: {exc}", retryable=False
+        ) from None
+    return outputs
