@@ -36,12 +36,30 @@ START, END = "${{", "}}"
 MAX_OUTPUT = 1_000_000
 MAX_SEQUENCE = 100_000
 MAX_EXPONENT = 1_000
+MAX_INT_BITS = 100_000
 
 _WHOLE = re.compile(r"^\s*\$\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 _SAFE_METHODS: dict[type, frozenset[str]] = {
     str: frozenset(
-        "startswith endswith lower upper strip lstrip rstrip split rsplit replace "
-        "title capitalize splitlines isdigit isalpha count find".split()
+        [
+            "startswith",
+            "endswith",
+            "lower",
+            "upper",
+            "strip",
+            "lstrip",
+            "rstrip",
+            "split",
+            "rsplit",
+            "replace",
+            "title",
+            "capitalize",
+            "splitlines",
+            "isdigit",
+            "isalpha",
+            "count",
+            "find",
+        ]
     ),
     dict: frozenset({"get", "keys", "values", "items"}),
     list: frozenset({"index", "count"}),
@@ -96,9 +114,8 @@ class _Sandbox(SandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Undefined):  # report the first missing name, not the last
             return obj
-        if isinstance(obj, Mapping):
-            if attribute in obj:
-                return obj[attribute]
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
         allowed = _SAFE_METHODS.get(type(obj))
         if allowed and attribute in allowed:
             return getattr(obj, attribute)
@@ -118,12 +135,15 @@ class _Sandbox(SandboxedEnvironment):
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
                 raise SecurityError(f"exponent {right} is too large")
+            ints = isinstance(left, int) and isinstance(right, int)
+            if ints and left.bit_length() * max(right, 0) > MAX_INT_BITS:
+                raise SecurityError("the power would be too large a number")
             return left**right
-        # operator == "*"
+        # operator == "*": bound repetition of strings and lists
         for seq, n in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and isinstance(n, int):
-                if len(seq) * n > MAX_SEQUENCE and len(seq) * n > MAX_OUTPUT // 10:
-                    raise SecurityError("repetition would build a value that is too large")
+            sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
+            if sized and len(seq) * n > MAX_SEQUENCE:
+                raise SecurityError("repetition would build a value that is too large")
         return left * right
 
 
