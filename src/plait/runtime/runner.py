@@ -1,0 +1,500 @@
+"""The imperative shell around the engine: claims work, runs actions, commits results.
+
+One :class:`Runner` serves ``plait run``, ``plait serve`` and a cluster worker alike;
+only the store and the number of processes differ (DESIGN §3 "One code path").
+
+How a step moves, and why it survives ``kill -9`` at any instant:
+
+1. The engine makes a step ``queued``. If this runner has a free slot it claims the step
+   *in the same commit* (step ``running``, attempt row with a lease); otherwise the step
+   waits in the store for any worker's :meth:`Store.claim`.
+2. The action runs as an asyncio task. Its log lines are masked and buffered, and
+   written before the attempt's result.
+3. The result goes through the engine, and the new step states, the finished attempt,
+   the next claims and the outbox events are committed in one transaction — before any
+   successor starts. A crash before that commit leaves the attempt ``running`` with an
+   expiring lease: it is recorded ``interrupted`` and run again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from plait.actions.base import ActionContext
+from plait.actions.registry import ActionRegistry
+from plait.engine.api import Outcome, Transition
+from plait.engine.machine import RunMachine
+from plait.engine.state import AttemptRecord, AttemptStatus, RunState, StepStatus
+from plait.errors import ConflictError, ExpressionError, PlaitError
+from plait.model.plan import Plan
+from plait.runtime.executor import render_env, run_attempt
+from plait.runtime.ids import new_run_id, new_worker_id, worker_alive
+from plait.security.masking import Masker
+from plait.store.base import LogLine, Store
+
+log = logging.getLogger(__name__)
+
+_OUTCOME_ATTEMPT = {
+    "succeeded": AttemptStatus.SUCCEEDED,
+    "failed": AttemptStatus.FAILED,
+    "timed_out": AttemptStatus.TIMED_OUT,
+    "cancelled": AttemptStatus.CANCELLED,
+    "interrupted": AttemptStatus.INTERRUPTED,
+    "suspended": AttemptStatus.SUSPENDED,
+}
+
+
+class RunListener(Protocol):
+    """Watches runs as they change (the CLI's live view, the server's event fan-out)."""
+
+    def on_transition(self, run: RunState, machine: RunMachine, transition: Transition) -> None: ...
+
+    def on_log(self, line: LogLine) -> None: ...
+
+
+@dataclass
+class _Run:
+    """A run this runner drives: its machine and everything that lives only in memory."""
+
+    plan: Plan
+    machine: RunMachine
+    masker: Masker
+    workdir: Path
+    secrets: Mapping[str, str]
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    cancelling: set[str] = field(default_factory=set)
+    #: steps queued in the store that this runner has not claimed yet
+    backlog: set[str] = field(default_factory=set)
+    #: due times of retrying and waiting steps
+    timers: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.machine.run.id
+
+
+class Runner:
+    """Drives runs on one store. Use from one asyncio event loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: ActionRegistry,
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 32,
+        lease_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        listener: RunListener | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.worker_id = worker_id or new_worker_id()
+        self.concurrency = max(1, concurrency)
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        self.listener = listener
+        self._runs: dict[str, _Run] = {}
+        self._active = 0
+        self._wake = asyncio.Event()
+        self._logbuf: list[LogLine] = []
+        self._background: list[asyncio.Task[None]] = []
+
+    # -- starting and resuming -----------------------------------------------------------
+    async def start(
+        self,
+        plan: Plan,
+        inputs: Mapping[str, Any],
+        *,
+        version_id: int | None = None,
+        secrets: Mapping[str, str] | None = None,
+        workdir: Path | None = None,
+        trigger: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        on_created: Callable[[str], None] | None = None,
+    ) -> str:
+        """Create a run (committed before anything runs) and start its first steps.
+
+        ``on_created`` is called once the run is recorded and before any step starts
+        (``plait run`` prints the id there, so it is the first line a script reads)."""
+        now = self.clock()
+        secret_inputs = {
+            k: v for k, v in inputs.items() if k in plan.inputs and plan.inputs[k].secret
+        }
+        public = {k: ("***" if k in secret_inputs else v) for k, v in inputs.items()}
+        run = RunState(
+            id=run_id or new_run_id(now),
+            workflow=plan.name,
+            namespace=plan.namespace,
+            version_id=version_id,
+            inputs=public,
+            sealed_inputs=secret_inputs or None,
+            trigger=dict(trigger or {"type": "manual"}),
+            created_at=now,
+        )
+        h = self._track(plan, run, [], secrets or {}, workdir)
+        self.store.create_run(run, list(h.machine.steps.values()), [])
+        if on_created is not None:
+            on_created(run.id)
+        self._transact(h, lambda m: m.start(self.clock()))
+        return run.id
+
+    async def resume(
+        self,
+        plan: Plan,
+        run_id: str,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        workdir: Path | None = None,
+        force: bool = False,
+    ) -> RunState:
+        """Take over a run whose process stopped: attempts it left running are recorded
+        ``interrupted`` (they run again without using a retry), then it continues."""
+        snap = self.store.load_run(run_id)
+        h = self._track(plan, snap.run, snap.steps, secrets or {}, workdir)
+        if snap.run.status.terminal:
+            return snap.run
+        self._recover_attempts(h, force=force)
+        if h.machine.run.status == "queued" and h.machine.run.started_at is None:
+            self._transact(h, lambda m: m.start(self.clock()))
+        for step in h.machine.steps.values():
+            if step.status is StepStatus.QUEUED:
+                h.backlog.add(step.key)
+            elif step.status in (StepStatus.RETRYING, StepStatus.WAITING) and step.available_at:
+                h.timers[step.key] = step.available_at
+        return h.machine.run
+
+    def _track(
+        self,
+        plan: Plan,
+        run: RunState,
+        steps: list[Any],
+        secrets: Mapping[str, str],
+        workdir: Path | None,
+    ) -> _Run:
+        masker = Masker(list(secrets.values()))
+        for value in (run.sealed_inputs or {}).values():
+            masker.add(str(value))
+        machine = RunMachine(plan, run, steps, secrets=dict(secrets))
+        for step in machine.steps.values():
+            _taint(masker, step.sealed_outputs)
+        h = _Run(plan, machine, masker, workdir or Path.cwd(), secrets)
+        self._runs[run.id] = h
+        return h
+
+    def _recover_attempts(self, h: _Run, *, force: bool) -> None:
+        now = self.clock()
+        running = [s for s in h.machine.steps.values() if s.status is StepStatus.RUNNING]
+        if not running:
+            return
+        holders = {a.step: a for a in self.store.attempts(h.id) if a.status == "running"}
+        for step in running:
+            held = holders.get(step.key)
+            if held and not force and worker_alive(held.worker):
+                raise PlaitError(
+                    f"run {h.id} is still being run by worker {held.worker} (step "
+                    f"{step.key!r}); stop that process first, or resume with --force"
+                )
+        for step in running:
+            record = AttemptRecord(
+                h.id,
+                step.key,
+                step.attempt,
+                AttemptStatus.INTERRUPTED,
+                started_at=step.started_at or now,
+                finished_at=now,
+                error="the process running this attempt stopped",
+            )
+            self._transact(
+                h, _finish(step.key, step.attempt, Outcome("interrupted"), now), [record]
+            )
+
+    # -- driving -------------------------------------------------------------------------
+    async def wait(self, run_id: str) -> RunState:
+        """Drive ``run_id`` until it ends; returns its final state."""
+        h = self._runs[run_id]
+        self._ensure_background()
+        while not h.machine.finished:
+            self._wake.clear()
+            self._claim_due(h)
+            if _done(h):
+                break
+            deadline = h.machine.run.deadline
+            now = self.clock()
+            if deadline is not None and now >= deadline and not h.machine.run.timed_out:
+                self._transact(h, lambda m: m.deadline_passed(self.clock()))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._sleep_for(h, now))
+        self.flush_logs()
+        return h.machine.run
+
+    def cancel(self, run_id: str, reason: str = "cancelled by user") -> None:
+        h = self._runs.get(run_id)
+        if h is not None and not h.machine.finished:
+            self._transact(h, lambda m: m.cancel(self.clock(), reason))
+
+    async def close(self) -> None:
+        """Stop background work. Attempts still running stay ``running`` in the store
+        (a later resume records them interrupted), which is what a crash would leave."""
+        for task in self._background:
+            task.cancel()
+        for h in self._runs.values():
+            for task in list(h.tasks.values()):
+                task.cancel()
+        pending = self._background + [t for h in self._runs.values() for t in h.tasks.values()]
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._background.clear()
+        self.flush_logs()
+        await self.registry.aclose()
+
+    def _sleep_for(self, h: _Run, now: float) -> float:
+        wake = now + self.lease_seconds / 3
+        if h.timers:
+            wake = min(wake, min(h.timers.values()))
+        if h.machine.run.deadline is not None:
+            wake = min(wake, h.machine.run.deadline)
+        return max(0.0, wake - now)
+
+    def _claim_due(self, h: _Run) -> None:
+        now = self.clock()
+        due = any(t <= now for t in h.timers.values())
+        free = self.concurrency - self._active
+        if not (due or h.backlog) or free <= 0:
+            return
+        claims = self.store.claim(self.worker_id, now, now + self.lease_seconds, free, run_id=h.id)
+        for claim in claims:
+            h.backlog.discard(claim.step)
+            h.timers.pop(claim.step, None)
+            if claim.kind == "resume":
+                self._spawn(h, claim.step, claim.attempt, resume=True)
+                continue
+            self._transact(h, _start(claim.step, claim.attempt, now))
+            self._spawn(h, claim.step, claim.attempt, resume=False)
+
+    # -- transitions ---------------------------------------------------------------------
+    def _transact(
+        self,
+        h: _Run,
+        apply: Callable[[RunMachine], Transition],
+        attempts: list[AttemptRecord] | None = None,
+    ) -> None:
+        """Apply an event, claim what became ready, commit, then start the claimed steps.
+
+        On a version conflict (another process changed the run) the machine is rebuilt
+        from the store and the event applied again.
+        """
+        for _ in range(5):
+            transition = apply(h.machine)
+            records = list(attempts or [])
+            started = self._claim_ready(h, transition, records)
+            try:
+                self._commit(h, transition, records)
+            except ConflictError:
+                self._reload(h)
+                continue
+            self._after_commit(h, transition, started)
+            return
+        raise PlaitError(f"run {h.id}: gave up after repeated concurrent updates")
+
+    def _claim_ready(
+        self, h: _Run, transition: Transition, records: list[AttemptRecord]
+    ) -> list[str]:
+        now = self.clock()
+        started: list[str] = []
+        free = self.concurrency - self._active
+        for step in list(transition.steps):
+            if step.status is not StepStatus.QUEUED:
+                continue
+            if free <= len(started):
+                h.backlog.add(step.key)
+                continue
+            attempt = step.attempt + 1
+            transition.merge(h.machine.attempt_started(step.key, attempt, now))
+            records.append(
+                AttemptRecord(
+                    h.id,
+                    step.key,
+                    attempt,
+                    AttemptStatus.RUNNING,
+                    started_at=now,
+                    worker=self.worker_id,
+                    lease_until=now + self.lease_seconds,
+                )
+            )
+            h.backlog.discard(step.key)
+            started.append(step.key)
+        return started
+
+    def _commit(self, h: _Run, transition: Transition, records: list[AttemptRecord]) -> None:
+        self.flush_logs()
+        run = h.machine.run
+        if run.outputs:  # rendered by the engine from real values: public only when masked
+            run.outputs = h.masker.mask_value(run.outputs)
+        if run.error:
+            run.error = h.masker.mask(run.error)
+        expected = run.version
+        run.version = expected + 1
+        try:
+            self.store.commit(run, expected, transition.steps, records, transition.events)
+        except Exception:
+            run.version = expected
+            raise
+
+    def _reload(self, h: _Run) -> None:
+        snap = self.store.load_run(h.id)
+        h.machine = RunMachine(h.plan, snap.run, snap.steps, secrets=dict(h.secrets))
+
+    def _after_commit(self, h: _Run, transition: Transition, started: list[str]) -> None:
+        for key in transition.cancel:
+            task = h.tasks.get(key)
+            if task is not None:
+                h.cancelling.add(key)
+                task.cancel()
+        for step in transition.steps:
+            if step.status in (StepStatus.RETRYING, StepStatus.WAITING) and step.available_at:
+                h.timers[step.key] = step.available_at
+            else:
+                h.timers.pop(step.key, None)
+        for key in started:
+            self._spawn(h, key, h.machine.steps[key].attempt, resume=False)
+        if self.listener is not None:
+            self.listener.on_transition(h.machine.run, h.machine, transition)
+        self._wake.set()
+
+    # -- attempts ------------------------------------------------------------------------
+    def _spawn(self, h: _Run, key: str, attempt: int, *, resume: bool) -> None:
+        self._active += 1
+        h.tasks[key] = asyncio.create_task(self._attempt(h, key, attempt, resume))
+
+    async def _attempt(self, h: _Run, key: str, attempt: int, resume: bool) -> None:
+        try:
+            outcome = await self._execute(h, key, attempt, resume)
+        except asyncio.CancelledError:
+            if key not in h.cancelling:
+                raise  # the runner is shutting down: leave the attempt for a resume
+            outcome = Outcome("cancelled", error="cancelled")
+        finally:
+            h.tasks.pop(key, None)
+            self._active -= 1
+        h.cancelling.discard(key)
+        now = self.clock()
+        record = AttemptRecord(
+            h.id,
+            key,
+            attempt,
+            _OUTCOME_ATTEMPT[outcome.kind],
+            started_at=h.machine.steps[key].started_at or now,
+            finished_at=now,
+            error=outcome.error,
+            worker=self.worker_id,
+        )
+        if outcome.kind == "suspended":
+            record.lease_until = None
+        self._transact(h, _finish(key, attempt, outcome, now), [record])
+
+    async def _execute(self, h: _Run, key: str, attempt: int, resume: bool) -> Outcome:
+        step = h.machine.steps[key]
+        node = h.plan.nodes[step.node]
+        try:
+            action = self.registry.get(node.uses or "shell")
+            scope = h.machine.scope(key)
+            env = render_env({**h.plan.env, **node.env}, scope)
+        except (PlaitError, ExpressionError) as exc:
+            return Outcome("failed", error=h.masker.mask(str(exc)), retryable=False)
+
+        def sink(stream: str, line: str) -> None:
+            self._log(h, key, attempt, stream, line)
+
+        ctx = ActionContext(
+            run_id=h.id,
+            workflow=h.plan.name,
+            step=key,
+            attempt=attempt,
+            workdir=h.workdir,
+            env=env,
+            log=sink,
+            mask=h.masker.mask,
+            namespace=h.plan.namespace,
+            deadline=(self.clock() + node.timeout) if node.timeout else None,
+        )
+        outcome = await run_attempt(
+            action, node, scope, ctx, resume=resume, mask_value=h.masker.mask_value
+        )
+        _taint(h.masker, outcome.sealed_outputs)
+        return outcome
+
+    # -- logs and background work -------------------------------------------------------
+    def _log(self, h: _Run, key: str, attempt: int, stream: str, line: str) -> None:
+        entry = LogLine(h.id, key, attempt, stream, h.masker.mask(line), self.clock())
+        self._logbuf.append(entry)
+        if self.listener is not None:
+            self.listener.on_log(entry)
+        if len(self._logbuf) >= 500:
+            self.flush_logs()
+
+    def flush_logs(self) -> None:
+        if self._logbuf:
+            lines, self._logbuf = self._logbuf, []
+            self.store.append_logs(lines)
+
+    def _ensure_background(self) -> None:
+        if not self._background:
+            self._background.append(asyncio.create_task(self._heartbeat()))
+            self._background.append(asyncio.create_task(self._flusher()))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                self.store.renew_leases(self.worker_id, self.clock() + self.lease_seconds)
+            except PlaitError:
+                log.exception("could not renew leases")
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            try:
+                self.flush_logs()
+            except PlaitError:
+                log.exception("could not write log lines")
+
+
+def _finish(
+    key: str, attempt: int, outcome: Outcome, now: float
+) -> Callable[[RunMachine], Transition]:
+    return lambda m: m.attempt_finished(key, attempt, outcome, now)
+
+
+def _start(key: str, attempt: int, now: float) -> Callable[[RunMachine], Transition]:
+    return lambda m: m.attempt_started(key, attempt, now)
+
+
+def _done(h: _Run) -> bool:
+    return h.machine.finished
+
+
+def _taint(masker: Masker, sealed: Any) -> None:
+    """An output value that contains a secret becomes a secret itself, so later steps
+    that log it (or something derived from it) are masked too."""
+    for leaf in _leaves(sealed):
+        if masker.mask(leaf) != leaf:
+            masker.add(leaf)
+
+
+def _leaves(value: Any) -> list[str]:
+    """Every string (and number) inside a nested value."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list | tuple):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [str(value)]
