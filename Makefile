@@ -1,0 +1,51 @@
+# Plait — two commands: `make dev` (set up and start Plait) and `make test` (set up and test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export PLAIT_HOME ?= $(CURDIR)/.plait-dev
+
+.PHONY: setup dev test test-fast lint format bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,server,postgres]'
+	@touch $@
+
+## dev: set up, then run the bundled example on the embedded store in $(PLAIT_HOME)
+dev: setup
+	@echo "Plait home: $(PLAIT_HOME)"
+	$(BIN)/plait validate examples/*.yaml
+	$(BIN)/plait run examples/hello.yaml -i name=developer --results-dir $(PLAIT_HOME)/results
+	@echo
+	@echo "Try:  $(BIN)/plait run examples/deployment.yaml -i version=1.4.2"
+	@echo "      $(BIN)/plait graph examples/deployment.yaml --format mermaid"
+	@echo "      $(BIN)/plait runs list"
+
+## test: set up, lint, type-check, check layers, then run every test with coverage
+test: setup lint
+	$(PY) -m pytest -q -p no:cacheprovider --cov=plait --cov-report=term:skip-covered $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -q -x tests/unit
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+## bench: performance measurements with a baseline measured in the same run
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .plait-dev .pytest_cache .mypy_cache .ruff_cache .coverage* htmlcov
