@@ -128,9 +128,12 @@ class Store(Protocol):
         steps: Sequence[StepState] = (),
         attempts: Sequence[AttemptRecord] = (),
         events: Sequence[Event] = (),
+        run_changed: bool = True,
     ) -> None:
         """Write one transition atomically (see the module rules). Step rows and attempt
-        rows are upserted by (run_id, key) and (run_id, step, attempt)."""
+        rows are upserted by (run_id, key) and (run_id, step, attempt). With
+        ``run_changed=False`` only the run's version moves (its other fields are kept as
+        stored), which makes the common step-only transition cheaper."""
         ...
 
     def list_runs(self, filter: RunFilter, cursor: str | None, limit: int) -> Page:
@@ -138,6 +141,11 @@ class Store(Protocol):
         ...
 
     def attempts(self, run_id: str) -> list[AttemptRecord]: ...
+
+    def run_versions(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """The stored ``version`` of each run that exists (a cheap staleness check for
+        processes that cache runs)."""
+        ...
 
     def request_cancel(self, run_id: str) -> bool:
         """Flag a run for cancellation (the process running it acts on the flag).

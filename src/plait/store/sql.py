@@ -88,6 +88,13 @@ class _Statements:
             d,
             run_cols,
         )
+        self.bump_run = Prepared(
+            update(runs).where(
+                runs.c.id == bindparam("b_id"), runs.c.version == bindparam("b_expected")
+            ),
+            d,
+            ["version"],
+        )
         self.insert_run = Prepared(hooks.insert(runs), d, _columns(runs))
         self.insert_steps = Prepared(hooks.insert(steps), d, _columns(steps))
         self.upsert_steps = Prepared(_upsert(hooks, steps, ("run_id", "key")), d, _columns(steps))
@@ -199,7 +206,9 @@ class SqlStore:
     def save_version(
         self, namespace: str, workflow: str, source: str, checksum: str, author: str | None
     ) -> VersionRecord:
-        """Also makes the version the workflow's current one (deploying it)."""
+        """Never moves the workflow's current version: only deploying does that
+        (:meth:`plait.store.server.ServerStore.deploy`), so ``plait run`` of a local file
+        on the server's store cannot change what the server runs."""
         now = time.time()
         with self._hooks.write() as conn:
             wf_id = self._workflow_id(conn, namespace, workflow, now)
@@ -222,11 +231,6 @@ class SqlStore:
                         "created_at": now,
                     },
                 ).scalar_one()
-            conn.execute(
-                update(workflows)
-                .where(workflows.c.id == wf_id)
-                .values(current_version_id=found, updated_at=now)
-            )
         return self.get_version(found)
 
     def _workflow_id(self, conn: Connection, namespace: str, name: str, now: float) -> int:
@@ -305,21 +309,26 @@ class SqlStore:
         steps: Sequence[StepState] = (),
         attempts: Sequence[AttemptRecord] = (),
         events: Sequence[Event] = (),
+        run_changed: bool = True,
     ) -> None:
         # Encode (and seal) before the transaction: no CPU work while holding the lock.
-        params = codec.run_row(run, self._sealer)
-        del params["id"]
+        q = self._q
+        update_run = q.update_run if run_changed else q.bump_run
+        if run_changed:
+            params = codec.run_row(run, self._sealer)
+            del params["id"]
+        else:  # only the version moves: the cheap, common case of a step transition
+            params = {}
         params["version"] = expected_version + 1
         params["b_id"] = run.id
         params["b_expected"] = expected_version
         step_rows = [codec.step_row(run.id, s, self._sealer) for s in steps]
-        q = self._q
-        run_params = q.update_run.params(params)
+        run_params = update_run.params(params)
         step_params = q.upsert_steps.many(step_rows)
         attempt_params = q.upsert_attempts.many([codec.attempt_row(a) for a in attempts])
         event_params = q.insert_events.many([codec.event_row(e) for e in events])
         with self._hooks.cursor() as cur:
-            cur.execute(q.update_run.sql, run_params)
+            cur.execute(update_run.sql, run_params)
             if cur.rowcount != 1:
                 self._conflict(cur, run.id, expected_version)
             if step_params:
@@ -362,6 +371,13 @@ class SqlStore:
         query = select(attempts).where(a.run_id == run_id).order_by(a.started_at, a.step, a.attempt)
         with self._hooks.read() as conn:
             return [codec.attempt_from_row(r) for r in conn.execute(query).mappings()]
+
+    def run_versions(self, run_ids: Sequence[str]) -> dict[str, int]:
+        if not run_ids:
+            return {}
+        query = select(runs.c.id, runs.c.version).where(runs.c.id.in_(list(run_ids)))
+        with self._hooks.read() as conn:
+            return {row.id: row.version for row in conn.execute(query)}
 
     def request_cancel(self, run_id: str) -> bool:
         """Also increases the run's version, so that a process holding the run sees a

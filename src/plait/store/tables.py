@@ -115,6 +115,7 @@ steps = Table(
     Column("status", String(20), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("interruptions", Integer, nullable=False),
+    Column("attempt_base", Integer, nullable=False, server_default="0"),
     Column("parent", String(300), nullable=True),
     Column("item", Json, nullable=True),
     Column("idx", Integer, nullable=True),
@@ -165,10 +166,197 @@ events = Table(
     "events",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    # NULL for published events (POST /events): they belong to no run (migration 0003).
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=True),
     Column("type", String(100), nullable=False),
     Column("step", String(300), nullable=True),
     Column("data", Json, nullable=False),
     Column("at", Double, nullable=False),
     Index(None, "run_id", "id"),
+)
+
+# --- accounts (migration 0002): users, tokens, role bindings, the audit log ------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", String(512), nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_login_at", Double, nullable=True),
+    Column("failed_logins", Integer, nullable=False),
+    Column("locked_until", Double, nullable=True),
+    UniqueConstraint("name"),
+    # Ids are never reused on SQLite either: an access token names its user by id.
+    sqlite_autoincrement=True,
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("prefix", String(20), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("scopes", Json, nullable=False),
+    Column("expires_at", Double, nullable=True),
+    Column("revoked_at", Double, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("last_used_at", Double, nullable=True),
+    UniqueConstraint("token_hash"),
+    Index(None, "user_id"),
+    sqlite_autoincrement=True,
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("family_id", String(64), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("issued_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("family_expires_at", Double, nullable=False),
+    Column("used_at", Double, nullable=True),
+    Column("revoked_at", Double, nullable=True),
+    Index(None, "family_id"),
+    Index(None, "user_id"),
+)
+
+role_bindings = Table(
+    "role_bindings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject_kind", String(10), nullable=False),
+    Column("subject_id", Integer, nullable=False),
+    Column("role", String(20), nullable=False),
+    # "" is the global binding: a NULL would not take part in the unique constraint.
+    Column("namespace", String(200), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("created_by", String(200), nullable=True),
+    UniqueConstraint("subject_kind", "subject_id", "role", "namespace"),
+    sqlite_autoincrement=True,
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # Assigned by the writer (previous seq + 1) under the chain lock, never by the database.
+    Column("seq", BigId, primary_key=True, autoincrement=False),
+    Column("at", Double, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(300), nullable=False),
+    Column("resource", String(1000), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("source_ip", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("details", Json, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index(None, "at"),
+    Index(None, "actor", "seq"),
+)
+
+# --- server (migration 0003): deployments, labels, schedules, secrets, idempotency ------
+
+# A deployed workflow: its name is unique across namespaces (the API addresses workflows
+# by name; the namespace is the RBAC scope). ``plait run`` of a local file never adds a
+# row here, so only deploying decides what the server shows and runs.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("workflow_id", Integer, ForeignKey("workflows.id"), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("namespace", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    UniqueConstraint("name"),
+    Index(None, "namespace", "name"),
+)
+
+# One row per label, so the UI's label filters (stage, service, …) use an index.
+workflow_labels = Table(
+    "workflow_labels",
+    metadata,
+    Column("workflow_id", Integer, ForeignKey("workflows.id"), nullable=False),
+    Column("key", String(100), nullable=False),
+    Column("value", String(200), nullable=False),
+    PrimaryKeyConstraint("workflow_id", "key"),
+    Index(None, "key", "value"),
+)
+
+# Idempotency keys of run starts and webhook deliveries: the first writer wins.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("scope", String(300), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("run_id", String(64), nullable=True),
+    Column("created_at", Double, nullable=False),
+    PrimaryKeyConstraint("scope", "key"),
+    Index(None, "created_at"),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("workflow", String(200), nullable=False),
+    Column("namespace", String(200), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("cron", String(200), nullable=False),
+    Column("timezone", String(100), nullable=False),
+    Column("catch_up", String(10), nullable=False),
+    Column("max_catch_up", Integer, nullable=False),
+    Column("inputs", Json, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("last_fire", Double, nullable=True),
+    Column("next_fire", Double, nullable=True),
+    Column("missed_count", Integer, nullable=False),
+    Column("last_missed", Double, nullable=True),
+    Index(None, "workflow"),
+    Index(None, "next_fire"),
+)
+
+# Every fire and every recorded miss; the unique key makes a time fire once.
+schedule_fires = Table(
+    "schedule_fires",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("fire_key", String(400), nullable=False),
+    Column("schedule_id", String(300), nullable=False),
+    Column("workflow", String(200), nullable=False),
+    Column("fire_time", Double, nullable=False),
+    Column("run_id", String(64), nullable=True),
+    Column("status", String(10), nullable=False),
+    Column("recorded_at", Double, nullable=False),
+    UniqueConstraint("fire_key"),
+    Index(None, "workflow", "fire_time"),
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("namespace", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("sealed_value", LargeBinary, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("created_by", String(200), nullable=True),
+    Column("updated_by", String(200), nullable=True),
+    PrimaryKeyConstraint("namespace", "name"),
+)
+
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    Column("consumer", String(200), primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+    Column("updated_at", Double, nullable=False),
 )

@@ -135,6 +135,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("interruptions", sa.Integer(), nullable=False),
+        sa.Column("attempt_base", sa.Integer(), server_default="0", nullable=False),
         sa.Column("parent", sa.String(length=300), nullable=True),
         sa.Column("item", JSON, nullable=True),
         sa.Column("idx", sa.Integer(), nullable=True),
