@@ -14,7 +14,7 @@ from plait.actions.base import Action, ActionContext, ActionInput, ActionResult
 from plait.actions.registry import ActionRegistry
 from plait.errors import PlaitError, UnknownAction
 
-BUILTINS = ["http", "python", "shell", "sleep"]
+BUILTINS = ["approval", "http", "notify", "python", "shell", "sleep", "workflow"]
 
 
 class EchoInput(ActionInput):
@@ -91,7 +91,7 @@ def test_unknown_action_suggests_the_closest_name() -> None:
     registry = ActionRegistry(entry_point_group=None)
     with pytest.raises(UnknownAction, match=r"unknown action 'shel'; did you mean 'shell'\?"):
         registry.get("shel")
-    with pytest.raises(UnknownAction, match=r"unknown action 'zzz' \(available: http, py"):
+    with pytest.raises(UnknownAction, match=r"unknown action 'zzz' \(available: approval, http, notify, py"):
         registry.get("zzz")
 
 

@@ -44,16 +44,35 @@ class PythonAction(Action):
     )
     Input = PythonInput
 
+    def __init__(self) -> None:
+        # Resolved functions and their signatures, by (spec, workdir): importing and
+        # inspecting on every step would cost more than a no-op step itself.
+        self._resolved: dict[tuple[str, str], tuple[Callable[..., Any], Any]] = {}
+
     async def execute(self, ctx: ActionContext, input: PythonInput) -> ActionResult:
-        func = await asyncio.to_thread(resolve_function, input.function, str(ctx.workdir))
-        try:
-            inspect.signature(func).bind(**input.args)
-        except TypeError as exc:
-            raise ActionFailed(f"{input.function}: {exc}", retryable=False) from None
-        except ValueError:  # builtins without a signature: let the call decide
-            pass
+        key = (input.function, str(ctx.workdir))
+        found = self._resolved.get(key)
+        if found is None:
+            if _split(input.function)[0] in sys.modules:
+                func = resolve_function(input.function, str(ctx.workdir))
+            else:  # a first import may do I/O: keep it off the event loop
+                func = await asyncio.to_thread(resolve_function, *key)
+            found = self._resolved[key] = (func, _signature(func))
+        func, signature = found
+        if signature is not None:
+            try:
+                signature.bind(**input.args)
+            except TypeError as exc:
+                raise ActionFailed(f"{input.function}: {exc}", retryable=False) from None
         value = await _call(func, input.args)
         return ActionResult(outputs=_outputs(input.function, value))
+
+
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except ValueError:  # builtins without a signature: let the call decide
+        return None
 
 
 def resolve_function(spec: str, workdir: str | None = None) -> Callable[..., Any]:

@@ -36,6 +36,9 @@ BUILTINS: dict[str, str] = {
     "python": "plait.actions.python:PythonAction",
     "http": "plait.actions.http:HttpAction",
     "sleep": "plait.actions.sleep:SleepAction",
+    "approval": "plait.actions.approval:ApprovalAction",
+    "workflow": "plait.actions.subworkflow:WorkflowAction",
+    "notify": "plait.actions.notify:NotifyAction",
 }
 
 

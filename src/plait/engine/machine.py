@@ -565,7 +565,7 @@ class RunMachine:
     def _failed(self, step: StepState, outcome: Outcome) -> None:
         node = self._nodes[step.node]
         policy = node.retry
-        counted = step.attempt - step.interruptions
+        counted = step.attempt - step.attempt_base - step.interruptions
         status = S.TIMED_OUT if outcome.kind == "timed_out" else S.FAILED
         error = outcome.error or f"the step {status}"
         step.error = error

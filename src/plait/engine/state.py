@@ -89,7 +89,9 @@ class StepState:
     ``key`` is unique in the run; ``node`` is the plan node it comes from (they differ
     only for ``for_each`` items, keyed ``node[index]``). ``attempt`` counts attempts
     started, ``interruptions`` those of them lost to a dead process: retries used are
-    ``attempt - interruptions - 1`` once an attempt has finished.
+    ``attempt - attempt_base - interruptions - 1`` once an attempt has finished, where
+    ``attempt_base`` is the attempt count when the run was last retried from failure
+    (attempt numbers keep growing across such retries, so history is never overwritten).
     Times are seconds since the epoch.
     """
 
@@ -98,6 +100,7 @@ class StepState:
     status: StepStatus = StepStatus.PENDING
     attempt: int = 0
     interruptions: int = 0
+    attempt_base: int = 0
     #: for ``for_each`` items: the parent's key, the item and its index
     parent: str | None = None
     item: Any = None
@@ -162,9 +165,10 @@ class AttemptRecord:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A lifecycle event for the outbox: ``run.started``, ``step.failed`` …"""
+    """A lifecycle event for the outbox: ``run.started``, ``step.failed`` … Published
+    events (``POST /api/v1/events``) belong to no run: their ``run_id`` is ``None``."""
 
-    run_id: str
+    run_id: str | None
     type: str
     step: str | None = None
     data: dict[str, Any] = field(default_factory=dict)

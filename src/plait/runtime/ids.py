@@ -33,7 +33,7 @@ def worker_alive(worker: str | None) -> bool | None:
         return None
     pid = int(pid_text)
     if pid == os.getpid():
-        return False  # this very process starts fresh: nothing of the old one survives
+        return None  # another runner of this very process: only its lease can tell
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

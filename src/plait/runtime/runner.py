@@ -93,14 +93,19 @@ class Runner:
         lease_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
         listener: RunListener | None = None,
+        poll_interval: float = 0.5,
+        services: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
+        #: handed to actions (``uses: workflow`` and ``approval`` reach the run service)
+        self.services = dict(services or {})
         self.registry = registry
         self.worker_id = worker_id or new_worker_id()
         self.concurrency = max(1, concurrency)
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.listener = listener
+        self.poll_interval = poll_interval
         self._runs: dict[str, _Run] = {}
         self._active = 0
         self._wake = asyncio.Event()
@@ -221,8 +226,12 @@ class Runner:
         """Drive ``run_id`` until it ends; returns its final state."""
         h = self._runs[run_id]
         self._ensure_background()
+        watched = self.clock()
         while not h.machine.finished:
             self._wake.clear()
+            if self.clock() - watched >= self.poll_interval:  # not on every step: a query
+                watched = self.clock()
+                self._watch_runs([h])
             self._claim_due(h)
             if _done(h):
                 break
@@ -255,8 +264,26 @@ class Runner:
         self.flush_logs()
         await self.registry.aclose()
 
+    def _watch_runs(self, runs: list[_Run]) -> None:
+        """Reload runs another process changed (a cancel, an approval decided from
+        another terminal or the API) and stop the attempts the change ends."""
+        if not runs:
+            return
+        stored = self.store.run_versions([h.id for h in runs])
+        for h in runs:
+            if stored.get(h.id, h.machine.run.version) <= h.machine.run.version:
+                continue
+            self._reload(h)
+            run = h.machine.run
+            for key, task in list(h.tasks.items()):
+                step = h.machine.steps.get(key)
+                gone = step is None or step.status is not StepStatus.RUNNING
+                if run.cancel_requested or run.timed_out or gone:
+                    h.cancelling.add(key)
+                    task.cancel()
+
     def _sleep_for(self, h: _Run, now: float) -> float:
-        wake = now + self.lease_seconds / 3
+        wake = now + self.poll_interval
         if h.timers:
             wake = min(wake, min(h.timers.values()))
         if h.machine.run.deadline is not None:
@@ -343,7 +370,14 @@ class Runner:
         expected = run.version
         run.version = expected + 1
         try:
-            self.store.commit(run, expected, transition.steps, records, transition.events)
+            self.store.commit(
+                run,
+                expected,
+                transition.steps,
+                records,
+                transition.events,
+                run_changed=transition.run_changed,
+            )
         except Exception:
             run.version = expected
             raise
@@ -351,6 +385,13 @@ class Runner:
     def _reload(self, h: _Run) -> None:
         snap = self.store.load_run(h.id)
         h.machine = RunMachine(h.plan, snap.run, snap.steps, secrets=dict(h.secrets))
+        h.backlog.clear()
+        h.timers.clear()
+        for step in h.machine.steps.values():
+            if step.status is StepStatus.QUEUED and step.key not in h.tasks:
+                h.backlog.add(step.key)
+            elif step.status in (StepStatus.RETRYING, StepStatus.WAITING) and step.available_at:
+                h.timers[step.key] = step.available_at
 
     def _after_commit(self, h: _Run, transition: Transition, started: list[str]) -> None:
         for key in transition.cancel:
@@ -423,6 +464,7 @@ class Runner:
             log=sink,
             mask=h.masker.mask,
             namespace=h.plan.namespace,
+            services=self.services,
             deadline=(self.clock() + node.timeout) if node.timeout else None,
         )
         outcome = await run_attempt(
