@@ -1,0 +1,58 @@
+"""The FastAPI application: ``/api/v1`` routes, OpenAPI, health, metrics and the UI.
+
+``create_app(services)`` is pure wiring: every route reaches storage and run rules only
+through the objects in :class:`~plait.server.services.Services`, which the composition
+root (:mod:`plait.server.compose`) builds.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from plait import __version__
+from plait.server import errors
+from plait.server.limits import BodySizeLimit, RequestContext
+from plait.server.services import Services
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """Plait's HTTP API. Authenticate with `POST /api/v1/auth/token` (OAuth2 password
+form) and send `Authorization: Bearer <access_token>`, or use an API token. Errors are
+`{"error": {"code", "message", "details"}}`."""
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Plait",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=services.max_body_bytes)
+    app.add_middleware(RequestContext)
+    from plait.server import audit as audit_log
+    from plait.server import metrics
+
+    metrics.install(app)
+    audit_log.install(app)  # outermost: refusals (401, 413) are recorded too
+
+    from plait.server.routes import (
+        accounts,
+        audit,
+        auth,
+        events,
+        health,
+        hooks,
+        runs,
+        secrets,
+        workflows,
+    )
+
+    app.include_router(health.router)
+    for module in (auth, accounts, audit, workflows, runs, hooks, events, secrets):
+        app.include_router(module.router, prefix=API_PREFIX)
+    return app

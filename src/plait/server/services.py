@@ -1,0 +1,47 @@
+"""What the API routes may use: built once by the composition root, passed down.
+
+There are no global singletons: a route gets these from ``request.app.state.services``
+through :func:`get_services`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+
+if TYPE_CHECKING:
+    from plait.actions.registry import ActionRegistry
+    from plait.runtime.service import RunService
+    from plait.security.crypto import Keyring
+    from plait.security.tokens import TokenIssuer
+    from plait.settings import Settings
+    from plait.store.accounts import AccountStore
+    from plait.store.server import ServerStore
+    from plait.store.sql import SqlStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: SqlStore
+    server_store: ServerStore
+    accounts: AccountStore
+    registry: ActionRegistry
+    runs: RunService
+    tokens: TokenIssuer
+    keyring: Keyring
+    clock: Callable[[], float] = time.time
+    #: request bodies above this are refused with 413
+    max_body_bytes: int = 1_048_576
+    #: process-wide metrics (prometheus_client registry), set by the composition root
+    metrics: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
