@@ -356,20 +356,40 @@ def _prepare_home(home: Path, url: str) -> None:
         home.mkdir(parents=True, exist_ok=True)
 
 
-# -- runs in the local store ------------------------------------------------------------
+# -- runs: on a server (--server / PLAIT_SERVER) or in the local store --------------------
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="PLAIT_SERVER",
+        show_envvar=True,
+        help="Ask this Plait server instead of the local store.",
+    ),
+]
+
+
 @runs_app.command("list")
 def runs_list(
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    status: Annotated[
+        list[str] | None, typer.Option(help="Only runs with this status (repeatable).")
+    ] = None,
+    namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
     json_out: JsonOpt = False,
+    server: ServerOpt = None,
 ) -> None:
     """Recent runs, newest first."""
+    if server:
+        from plait import cli_remote
+
+        cli_remote.runs_list(server, workflow, status or [], namespace, limit, json_out)
+        return
     from plait.store.base import RunFilter
 
     store = _local_store()
     page = store.list_runs(
-        RunFilter(workflow=workflow, status=(status,) if status else ()), None, limit
+        RunFilter(workflow=workflow, namespace=namespace, status=tuple(status or ())), None, limit
     )
     if json_out:
         typer.echo(json.dumps([_run_summary(r) for r in page.items], indent=2, default=str))
@@ -385,8 +405,13 @@ def runs_list(
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, json_out: JsonOpt = False) -> None:
+def runs_show(run_id: str, json_out: JsonOpt = False, server: ServerOpt = None) -> None:
     """One run with its steps."""
+    if server:
+        from plait import cli_remote
+
+        cli_remote.runs_show(server, run_id, json_out)
+        return
     from plait.errors import NotFound
     from plait.local import build_result, load_source
 
@@ -409,18 +434,39 @@ def runs_show(run_id: str, json_out: JsonOpt = False) -> None:
 
 @runs_app.command("logs")
 def runs_logs(
-    run_id: str, step: Annotated[str | None, typer.Option(help="Only this step.")] = None
+    run_id: str,
+    step: Annotated[str | None, typer.Option(help="Only this step.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing lines until the run ends.")
+    ] = False,
+    server: ServerOpt = None,
 ) -> None:
     """The log lines of a run."""
+    if server:
+        from plait import cli_remote
+
+        cli_remote.runs_logs(server, run_id, step, follow)
+        return
+    import time
+
+    from plait.errors import NotFound
+
     store = _local_store()
     after = 0
     while True:
         lines = store.read_logs(run_id, after_id=after, limit=1000, step=step)
         for line in lines:
             typer.echo(f"{line.step or '-'} | {line.line}")
-        if len(lines) < 1000:
+        after = lines[-1].id if lines else after
+        if len(lines) == 1000:
+            continue
+        try:
+            ended = store.load_run(run_id).run.status.terminal
+        except NotFound:
+            fail(f"no run {run_id!r}")
+        if not follow or (ended and not store.read_logs(run_id, after_id=after, limit=1)):
             break
-        after = lines[-1].id
+        time.sleep(0.3)
 
 
 def _local_store() -> Any:
@@ -444,6 +490,18 @@ def _run_summary(run: Any) -> dict[str, Any]:
         "created": created,
         "duration": duration,
     }
+
+
+def _register_more() -> None:
+    # Commands that talk to a server or manage accounts live in their own modules.
+    from plait import cli_accounts, cli_remote, cli_server
+
+    cli_server.register(app)
+    cli_accounts.register(app)
+    cli_remote.register(app, runs_app)
+
+
+_register_more()
 
 
 def main() -> None:

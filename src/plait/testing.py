@@ -141,6 +141,7 @@ class MemoryStore:
         steps: Sequence[StepState] = (),
         attempts: Sequence[AttemptRecord] = (),
         events: Sequence[Event] = (),
+        run_changed: bool = True,
     ) -> None:
         with self._lock:
             stored = self._get(run.id)
@@ -150,7 +151,8 @@ class MemoryStore:
                 )
             # Identity fields are fixed at create_run, as in the SQL store.
             fixed = {f: getattr(stored, f) for f in _FIXED_RUN_FIELDS}
-            new = dataclasses.replace(_copy(run), version=expected_version + 1, **fixed)
+            source = run if run_changed else stored
+            new = dataclasses.replace(_copy(source), version=expected_version + 1, **fixed)
             self._runs[run.id] = new
             self._put_steps(run.id, steps)
             for a in attempts:
@@ -173,6 +175,10 @@ class MemoryStore:
         with self._lock:
             found = [a for a in self._attempts.values() if a.run_id == run_id]
         return _copy(sorted(found, key=lambda a: (a.started_at, a.step, a.attempt)))
+
+    def run_versions(self, run_ids: Sequence[str]) -> dict[str, int]:
+        with self._lock:
+            return {i: self._runs[i].version for i in run_ids if i in self._runs}
 
     def request_cancel(self, run_id: str) -> bool:
         with self._lock:
