@@ -6,8 +6,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from .conftest import LiveServer
 from .test_runs import ENDED, deploy, start, step_of, wait_for
 

@@ -91,7 +91,9 @@ def test_unknown_action_suggests_the_closest_name() -> None:
     registry = ActionRegistry(entry_point_group=None)
     with pytest.raises(UnknownAction, match=r"unknown action 'shel'; did you mean 'shell'\?"):
         registry.get("shel")
-    with pytest.raises(UnknownAction, match=r"unknown action 'zzz' \(available: approval, http, notify, py"):
+    with pytest.raises(
+        UnknownAction, match=r"unknown action 'zzz' \(available: approval, http, notify, py"
+    ):
         registry.get("zzz")
 
 
