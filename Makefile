@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export PLAIT_HOME ?= $(CURDIR)/.plait-dev
 
-.PHONY: setup dev test test-fast lint format bench clean
+.PHONY: setup dev demo test test-fast lint format bench clean
 
 setup: $(VENV)/.installed
 
@@ -16,15 +16,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,server,postgres]'
 	@touch $@
 
-## dev: set up, then run the bundled example on the embedded store in $(PLAIT_HOME)
+## dev: set up, then start `plait serve` on 127.0.0.1:8080 with the examples deployed
 dev: setup
 	@echo "Plait home: $(PLAIT_HOME)"
 	$(BIN)/plait validate examples/*.yaml
+	@echo "Starting plait serve on http://127.0.0.1:8080 (API docs at /docs; Ctrl-C stops it)."
+	@echo "First start: it asks for the first admin, or set PLAIT_ADMIN_USER and PLAIT_ADMIN_PASSWORD."
+	@echo "Then: $(BIN)/plait login --server http://127.0.0.1:8080"
+	PLAIT_EXAMPLES=$(CURDIR)/examples $(BIN)/plait serve --host 127.0.0.1 --port 8080 --deploy examples
+
+## demo: run the bundled example once in the terminal, no server
+demo: setup
 	$(BIN)/plait run examples/hello.yaml -i name=developer --results-dir $(PLAIT_HOME)/results
-	@echo
-	@echo "Try:  $(BIN)/plait run examples/deployment.yaml -i version=1.4.2"
-	@echo "      $(BIN)/plait graph examples/deployment.yaml --format mermaid"
-	@echo "      $(BIN)/plait runs list"
 
 ## test: set up, lint, type-check, check layers, then run every test with coverage
 test: setup lint

@@ -8,7 +8,9 @@ embedded store; the other three run one part each, on the same store
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +22,17 @@ ConcurrencyOpt = Annotated[
 ]
 
 
-def _run(parts: Any, *, banner: bool = True) -> None:
+DeployOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--deploy",
+        help="Deploy these workflow files (or every *.yaml in a folder) "
+        "at start; unchanged files make no new version.",
+    ),
+]
+
+
+def _run(parts: Any, *, banner: bool = True, deploy: list[Path] | None = None) -> None:
     from plait.errors import PlaitError
     from plait.server.bootstrap import ensure_first_admin
     from plait.server.compose import build_services
@@ -34,15 +46,66 @@ def _run(parts: Any, *, banner: bool = True) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     if parts.api:
-        message = ensure_first_admin(services, dict(__import__("os").environ))
-        if message:
-            typer.echo(message, err=True)
+        _first_admin(services, ensure_first_admin(services, dict(os.environ)))
+    if deploy:
+        deploy_files(services, deploy)
     if banner:
         _banner(parts, settings)
     try:
         asyncio.run(serve(services, parts, install_signals=True))
     finally:
         services.store.close()
+
+
+def _first_admin(services: Any, message: str | None) -> None:
+    """Say how the first admin came to be; ask for one when a person is at the terminal."""
+    if message is None:
+        return
+    if services.accounts.count_users() == 0 and sys.stdin.isatty():
+        from plait.server.bootstrap import create_user
+
+        typer.echo("No users yet: create the first admin (there is no default password).")
+        name = typer.prompt("admin user name", default="admin")
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+        try:
+            create_user(services, name, password, admin=True, created_by="plait serve")
+        except Exception as exc:  # a weak password or a bad name: say why, carry on
+            typer.echo(f"not created: {exc}", err=True)
+        else:
+            typer.echo(f"created admin {name!r}; log in at the UI or with `plait login`")
+        return
+    typer.echo(message, err=True)
+
+
+def deploy_files(services: Any, paths: list[Path], author: str = "plait serve") -> None:
+    """Deploy workflow files, reporting each (problems as FILE:LINE:COL: message)."""
+    from plait.errors import PlaitError, ValidationError
+    from plait.model import load_workflow
+
+    files = [f for p in paths for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
+    for path in files:
+        try:
+            loaded = load_workflow(path.read_text(), str(path), services.registry.input_models())
+            plan = loaded.plan
+            version, created = services.server_store.deploy(
+                plan.namespace,
+                plan.name,
+                loaded.source,
+                loaded.checksum,
+                author,
+                description=plan.description,
+                labels=plan.labels,
+                schedules=plan.triggers,
+            )
+        except ValidationError as exc:
+            for problem in exc.problems:
+                typer.echo(str(problem), err=True)
+            continue
+        except (OSError, PlaitError) as exc:
+            typer.echo(f"{path}: not deployed: {exc}", err=True)
+            continue
+        state = "deployed" if created else "unchanged"
+        typer.echo(f"{plan.name} v{version.version} {state}", err=True)
 
 
 def _banner(parts: Any, settings: Any) -> None:
@@ -58,6 +121,7 @@ def register(app: typer.Typer) -> None:
         host: HostOpt = "127.0.0.1",
         port: PortOpt = 8080,
         concurrency: ConcurrencyOpt = 16,
+        deploy: DeployOpt = None,
     ) -> None:
         """API, web UI, scheduler and a worker in one process on the embedded store.
 
@@ -66,14 +130,14 @@ def register(app: typer.Typer) -> None:
         """
         from plait.server.main import Parts
 
-        _run(Parts(host=host, port=port, concurrency=concurrency))
+        _run(Parts(host=host, port=port, concurrency=concurrency), deploy=deploy)
 
     @app.command()
-    def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8080) -> None:
+    def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8080, deploy: DeployOpt = None) -> None:
         """Only the HTTP API (and UI); start workers and a scheduler separately."""
         from plait.server.main import Parts
 
-        _run(Parts(host=host, port=port, worker=False, scheduler=False))
+        _run(Parts(host=host, port=port, worker=False, scheduler=False), deploy=deploy)
 
     @app.command()
     def worker(concurrency: ConcurrencyOpt = 16) -> None:

@@ -173,3 +173,37 @@ steps:
     fires = marks.read_text().split()
     assert len(fires) == len(set(fires)), fires  # no fire ran twice
     assert len(fires) >= 2
+
+
+def test_serve_deploys_examples_and_runs_them(serve: Serve, tmp_path: Path) -> None:
+    """What `make dev` does: serve with --deploy examples, then run the deployment
+    example through the API and the remote CLI."""
+    serve.env["PLAIT_EXAMPLES"] = str(ROOT / "examples")
+    serve.env["PLAIT_DEMO_DIR"] = str(tmp_path / "demo")
+    assert serve.proc is None
+    serve.proc = subprocess.Popen(
+        [sys.executable, "-m", "plait.cli", "serve", "--port", str(serve.port),
+         "--deploy", str(ROOT / "examples")],
+        cwd=tmp_path, env=serve.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{serve.url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    with serve.client() as c:
+        names = {w["name"] for w in c.get("/api/v1/workflows").json()["items"]}
+        token = c.headers["Authorization"].split()[1]
+    assert {"hello", "deployment", "retries", "fan-out", "rollback"} <= names
+    env = {**serve.env, "PLAIT_SERVER": serve.url, "PLAIT_TOKEN": token}
+    res = subprocess.run(
+        [sys.executable, "-m", "plait.cli", "trigger", "deployment", "-i", "version=3.1.4",
+         "--wait"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.startswith("run ")
