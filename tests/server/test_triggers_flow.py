@@ -219,3 +219,57 @@ steps:
     scheduled = datetime.fromisoformat(detail["trigger"]["payload"]["scheduled_at"])
     newest = datetime.fromtimestamp(later, UTC).replace(minute=0, second=0, microsecond=0)
     assert scheduled == newest
+
+
+def test_store_secrets_reach_steps_and_are_masked(server: LiveServer) -> None:
+    secret = "tr0ub4dor-and-3"
+    with server.client() as c:
+        put = c.put("/api/v1/secrets/default/DB_PASSWORD", json={"value": secret})
+        assert put.status_code in (200, 201, 204), put.text
+    deploy(
+        server,
+        """\
+name: uses-secret
+steps:
+  - id: connect
+    run: |
+      echo "connecting with ${{ secrets.DB_PASSWORD }}"
+      test "${{ secrets.DB_PASSWORD }}" = "tr0ub4dor-and-3"
+      echo "dsn=postgres://app:${{ secrets.DB_PASSWORD }}@db/app" >> "$PLAIT_OUTPUT"
+""",
+    )
+    with server.client() as c:
+        run = wait_for(c, start(c, "uses-secret").json()["id"], ENDED)
+        logs = c.get(f"/api/v1/runs/{run['id']}/logs").json()["items"]
+        raw = c.get(f"/api/v1/runs/{run['id']}").text
+    assert run["status"] == "succeeded", run
+    assert any(line["line"] == "connecting with ***" for line in logs)
+    assert step_of(run, "connect")["outputs"]["dsn"] == "postgres://app:***@db/app"
+    assert secret not in raw
+
+
+def test_two_schedulers_never_double_a_fire(sqlite_server: LiveServer) -> None:
+    from plait.triggers.service import TriggerService
+
+    deploy(
+        sqlite_server,
+        """\
+name: contested
+triggers:
+  - schedule: {cron: "*/10 * * * *", catch_up: all}
+steps:
+  - id: tick
+    run: echo tick
+""",
+    )
+    schedule = sqlite_server.services.server_store.list_schedules("contested")[0]
+    later = schedule.created_at + 3600 + 30  # six fires due
+    schedulers = [TriggerService(sqlite_server.services) for _ in range(2)]
+    threads = [threading.Thread(target=lambda t=t: asyncio.run(t.tick(later))) for t in schedulers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with sqlite_server.client() as c:
+        runs = c.get("/api/v1/runs", params={"workflow": "contested", "limit": 50}).json()
+    assert len(runs["items"]) == 6
