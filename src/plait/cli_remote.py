@@ -262,15 +262,68 @@ def _decide(approve: bool) -> Callable[..., None]:
         server: ServerOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
-        with connected(server) as client:
-            run = client.decide(run_id, step, approve, comment)
+        if not server:
+            run = _local_decide(run_id, step, approve, comment)
+        else:
+            with connected(server) as client:
+                run = client.decide(run_id, step, approve, comment)
         if json_out:
             _echo_json(run)
         else:
             typer.echo(f"{step} {verb}; run {run_id} is {run['status']}")
 
-    decide.__doc__ = f"Decide a waiting approval step: it is {verb}."
+    decide.__doc__ = (
+        f"Decide a waiting approval step: it is {verb}. With a server (--server or "
+        "PLAIT_SERVER) through its API; otherwise in the local store, where the "
+        "`plait run` that waits for it continues within a second."
+    )
     return decide
+
+
+def _local_service() -> Any:
+    from plait.actions.registry import ActionRegistry
+    from plait.local import open_home_store
+    from plait.runtime.service import RunService
+    from plait.settings import Settings, env_secrets
+
+    store = open_home_store(Settings.from_env())
+    secrets = env_secrets()
+    return RunService(
+        store,
+        ActionRegistry(),
+        secrets=lambda ns, names: {n: secrets[n] for n in names if n in secrets},
+    )
+
+
+def _local_decide(run_id: str, step: str, approve: bool, comment: str) -> dict[str, Any]:
+    """Decide an approval of a run in the local store (no server)."""
+    import getpass
+
+    from plait.engine.api import Outcome
+    from plait.errors import NotFound
+    from plait.runtime.service import DecisionError
+
+    who = getpass.getuser()
+    if approve:
+        outcome = Outcome(
+            "succeeded", outputs={"approved": True, "approver": who, "comment": comment}
+        )
+    else:
+        outcome = Outcome(
+            "failed",
+            outputs={"approved": False, "outcome": "rejected"},
+            error=f"rejected by {who}: {comment}".rstrip(": "),
+            retryable=False,
+        )
+    service = _local_service()
+    try:
+        run = service.finish_waiting(run_id, step, outcome, expect_uses="approval")
+    except (DecisionError, NotFound) as exc:
+        _say_error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    finally:
+        service.store.close()
+    return {"id": run.id, "status": str(run.status)}
 
 
 # -- runs on a server ----------------------------------------------------------------------
@@ -342,13 +395,22 @@ def runs_cancel(
     server: ServerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Cancel a run on the server: running steps are killed, `finally` steps run."""
+    """Cancel a run: running steps are killed, `finally` steps run. Without a server the
+    run is cancelled in the local store; the `plait run` driving it stops within a
+    second."""
     if not server:
-        _say_error(
-            "cancelling needs a server: pass --server URL or set PLAIT_SERVER "
-            "(a local `plait run` is cancelled with Ctrl-C)"
-        )
-        raise typer.Exit(EXIT_USAGE)
+        from plait.errors import NotFound
+
+        service = _local_service()
+        try:
+            state = service.cancel(run_id, "cancelled with plait runs cancel")
+        except NotFound as exc:
+            _say_error(str(exc))
+            raise typer.Exit(EXIT_USAGE) from None
+        finally:
+            service.store.close()
+        typer.echo(f"run {run_id} {'cancelled' if state.status.terminal else 'cancelling'}")
+        return
     with connected(server) as client:
         run = client.cancel(run_id)
     if json_out:
