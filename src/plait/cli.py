@@ -494,11 +494,12 @@ def _run_summary(run: Any) -> dict[str, Any]:
 
 def _register_more() -> None:
     # Commands that talk to a server or manage accounts live in their own modules.
-    from plait import cli_accounts, cli_remote, cli_server
+    from plait import cli_accounts, cli_ops, cli_remote, cli_server
 
     cli_server.register(app)
     cli_accounts.register(app)
     cli_remote.register(app, runs_app)
+    cli_ops.register(app, runs_app)
 
 
 _register_more()

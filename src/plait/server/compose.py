@@ -15,12 +15,12 @@ from pathlib import Path
 
 from plait.actions.registry import ActionRegistry
 from plait.runtime.service import RunService
-from plait.security.crypto import Keyring
 from plait.security.tokens import TokenIssuer
 from plait.server.services import Services
 from plait.settings import Settings, env_secrets
 from plait.store.accounts import AccountStore
 from plait.store.migrate import open_store
+from plait.store.rekey import ReloadingKeyring
 from plait.store.server import ServerStore
 
 JWT_ENV = "PLAIT_JWT_SECRET"
@@ -52,7 +52,7 @@ def build_services(
     wake: Callable[[], None] | None = None,
     max_body_bytes: int | None = None,
 ) -> Services:
-    keyring = Keyring.load_or_create(settings.home)
+    keyring = ReloadingKeyring.load_or_create(settings.home)
     store = open_store(settings.database_url, keyring)
     server_store = ServerStore(store)
     accounts = AccountStore(store)
@@ -65,7 +65,9 @@ def build_services(
         found.update(server_store.secret_values(namespace, wanted))
         return found
 
-    runs = RunService(store, registry, clock=clock, secrets=secret_source, wake=wake)
+    runs = RunService(
+        store, registry, clock=clock, secrets=secret_source, wake=wake, slots=server_store
+    )
     limit = max_body_bytes or int(os.environ.get("PLAIT_MAX_BODY_BYTES", 1_048_576))
     return Services(
         settings=settings,
