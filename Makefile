@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 ## dev: set up, then start `plait serve` on 127.0.0.1:8080 with the examples deployed
-dev: setup
+dev: setup ui
 	@echo "Plait home: $(PLAIT_HOME)"
 	$(BIN)/plait validate examples/*.yaml
 	@echo "Starting plait serve on http://127.0.0.1:8080 (API docs at /docs; Ctrl-C stops it)."
@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/plait run examples/hello.yaml -i name=developer --results-dir $(PLAIT_HOME)/results
 
 ## test: set up, lint, type-check, check layers, then run every test with coverage
-test: setup lint
+test: setup lint ui-test
 	$(PY) -m pytest -q -p no:cacheprovider --cov=plait --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 test-fast: setup
@@ -47,8 +47,26 @@ format: setup
 	$(BIN)/ruff check --fix src tests benchmarks
 
 ## bench: performance measurements with a baseline measured in the same run
+##        (engine: benchmarks/run.py; server under 50 clients: benchmarks/server.py)
 bench: setup
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/server.py $(BENCH_SERVER_ARGS)
 
 clean:
 	rm -rf $(VENV) .plait-dev .pytest_cache .mypy_cache .ruff_cache .coverage* htmlcov
+
+## ui: build the web UI into src/plait/server/static when web/ sources are newer (needs Node 20)
+UI_SOURCES := $(shell find web/src web/index.html web/public web/package.json web/package-lock.json web/vite.config.ts web/tsconfig.json -type f 2>/dev/null)
+UI_BUILT := src/plait/server/static/index.html
+
+.PHONY: ui ui-test
+ui: $(UI_BUILT)
+
+$(UI_BUILT): $(UI_SOURCES)
+	cd web && npm ci --no-audit --no-fund && npm run build
+	@touch $@
+
+## ui-test: the UI's unit tests (Vitest)
+ui-test:
+	@test -d web/node_modules || (cd web && npm ci --no-audit --no-fund)
+	cd web && npx vitest run

@@ -55,4 +55,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(health.router)
     for module in (auth, accounts, audit, workflows, runs, hooks, events, secrets):
         app.include_router(module.router, prefix=API_PREFIX)
+    from plait.server import ui
+
+    ui.install(app)  # last: its catch-all must not shadow the API
     return app

@@ -14,7 +14,7 @@ for global bindings on both databases) and comes back as ``None``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
@@ -24,6 +24,7 @@ from plait.security.audit import AuditEntry, AuditEvent
 from plait.security.rbac import RoleBinding
 from plait.security.tokens import RefreshFamily, RefreshRecord, RotateResult
 from plait.store.accounts_audit import AuditFilter, AuditLog, Page, decode_cursor, encode_cursor
+from plait.store.accounts_mfa import MfaState, MfaStore
 from plait.store.accounts_records import (
     ApiToken,
     Binding,
@@ -36,14 +37,25 @@ from plait.store.accounts_records import (
     token_from_row,
     user_from_row,
 )
+from plait.store.accounts_sessions import LoginSession, SessionStore
 from plait.store.sql import SqlStore
-from plait.store.tables import api_tokens, refresh_tokens, role_bindings, users
+from plait.store.tables import (
+    api_tokens,
+    login_sessions,
+    mfa_recovery_codes,
+    refresh_tokens,
+    role_bindings,
+    user_mfa,
+    users,
+)
 
 __all__ = [
     "AccountStore",
     "ApiToken",
     "AuditFilter",
     "Binding",
+    "LoginSession",
+    "MfaState",
     "Page",
     "SubjectKind",
     "TokenIdentity",
@@ -68,6 +80,10 @@ class AccountStore:
         self._hooks = sql_store._hooks
         self._audit = AuditLog(self._hooks, audit_key)
         self.audit_key = audit_key
+        #: second factors, sealed with the store's keyring
+        self.mfa = MfaStore(self._hooks, sql_store._sealer)
+        #: login session details and listings
+        self.sessions = SessionStore(self._hooks)
 
     # -- users ---------------------------------------------------------------------
     def create_user(self, name: str, password_hash: str, now: float | None = None) -> User:
@@ -147,6 +163,32 @@ class AccountStore:
             raise NotFound(f"user {user_id} not found")
         return int(count)
 
+    def fail_login(
+        self, user_id: int, now: float, lock_for: Callable[[int], float | None]
+    ) -> tuple[int, float | None]:
+        """Count a failed login and, if ``lock_for(failures in a row)`` gives seconds,
+        lock the account until ``now`` plus that, in one transaction (so concurrent
+        failures each see their own count). Returns the count and the lock's end."""
+        c = users.c
+        with self._hooks.write() as conn:
+            count = conn.execute(
+                update(users)
+                .where(c.id == user_id)
+                .values(failed_logins=c.failed_logins + 1)
+                .returning(c.failed_logins)
+            ).scalar()
+            if count is None:
+                raise NotFound(f"user {user_id} not found")
+            seconds = lock_for(int(count))
+            until = None if seconds is None else now + seconds
+            if until is not None:
+                conn.execute(update(users).where(c.id == user_id).values(locked_until=until))
+        return int(count), until
+
+    def unlock(self, user_id: int) -> None:
+        """Lift a lockout and forget the failures (an administrator's decision)."""
+        self._update_user(user_id, failed_logins=0, locked_until=None)
+
     def delete_user(self, user_id: int) -> None:
         """Delete the user with their tokens, sessions and every binding of either."""
         with self._hooks.write() as conn:
@@ -160,6 +202,8 @@ class AccountStore:
             )
             conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))
             conn.execute(delete(refresh_tokens).where(refresh_tokens.c.user_id == user_id))
+            for table in (login_sessions, mfa_recovery_codes, user_mfa):
+                conn.execute(delete(table).where(table.c.user_id == user_id))
             if conn.execute(delete(users).where(users.c.id == user_id)).rowcount != 1:
                 raise NotFound(f"user {user_id} not found")
 

@@ -13,22 +13,29 @@ the time of one argon2 verification, so neither answers nor timings reveal who e
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from plait.errors import NotFound
 from plait.security.passwords import hash_password, needs_rehash, verify_password
 from plait.security.rbac import RoleBinding
 from plait.security.tokens import RefreshFamily, hash_token
 from plait.server import audit
-from plait.server.deps import Authenticated, Principal, maybe_principal, unauthorized
+from plait.server.deps import Authenticated, Principal, check, maybe_principal, unauthorized
+from plait.server.errors import ApiError
+from plait.server.ratelimit import client_address, rate_limit, record_failure, take
+from plait.server.routes import mfa
+from plait.server.routes.mfa import check_factor
 from plait.server.services import Services, get_services
-from plait.store.accounts import User
+from plait.store.accounts import LoginSession, User
 
 router = APIRouter(tags=["auth"])
 
 LOGIN_FAILED = "invalid username or password"
+LOGIN_PATH = "/api/v1/auth/token"
 #: The refresh rules: the composition root may put other ones in ``services.extras``.
 DEFAULT_REFRESH = RefreshFamily()
 
@@ -80,10 +87,26 @@ def _roles(bindings: list[RoleBinding]) -> list[RoleOut]:
     return [RoleOut(role=b.role, namespace=b.namespace) for b in bindings]
 
 
-def issue_pair(services: Services, user: User, now: float) -> TokenPair:
-    """A new login session for ``user``: its first refresh token and an access token."""
+def issue_pair(
+    services: Services,
+    user: User,
+    now: float,
+    request: Request | None = None,
+    second_factor: str | None = None,
+) -> TokenPair:
+    """A new login session for ``user``: its first refresh token and an access token.
+    With ``request``, the session remembers the client's user agent and address."""
     token, record = refresh_rules(services).start(str(user.id), now)
     services.accounts.save_refresh(record)
+    if request is not None:
+        services.accounts.sessions.record(
+            record.family_id,
+            user.id,
+            now,
+            user_agent=request.headers.get("user-agent"),
+            source_ip=client_address(request),
+            second_factor=second_factor,
+        )
     return _pair(services, user.id, token, record.family_id, now)
 
 
@@ -95,53 +118,117 @@ def _pair(services: Services, user_id: int, refresh: str, family: str, now: floa
     )
 
 
-def _check_login(services: Services, username: str, password: str, now: float) -> User | str:
-    """The user if the credentials are good, else the reason (for the audit only)."""
+@dataclass(frozen=True, slots=True)
+class _Denied:
+    """A refused login: ``reason`` for the audit only, ``error`` for the client."""
+
+    reason: str
+    error: ApiError = field(default_factory=lambda: unauthorized(LOGIN_FAILED))
+
+
+def _check_login(
+    services: Services, request: Request, username: str, password: str, now: float
+) -> User | _Denied:
+    """The user if the password is good and the account may log in, else the refusal.
+
+    The password is verified first whatever happens next, so every refusal takes the
+    time of one argon2 verification. A locked account gets the wrong-password answer —
+    even for the right password — and its refusals do not extend the lock.
+    """
     accounts = services.accounts
     user = accounts.find_user(username)
     good = verify_password(None if user is None else user.password_hash, password)
     if user is None:
-        return "unknown user"
-    if not good:
-        accounts.record_login_failure(user.id)
-        return "wrong password"
-    if user.disabled:
-        return "account disabled"
+        return _Denied("unknown user")
     if user.locked_until is not None and user.locked_until > now:
-        return "account locked"
+        return _Denied("account locked")
+    if not good:
+        record_failure(services, request, user, now, "wrong password")
+        return _Denied("wrong password")
+    if user.disabled:
+        return _Denied("account disabled")
     if needs_rehash(user.password_hash):
         accounts.set_password(user.id, hash_password(password))
     return user
+
+
+def _second_factor(
+    services: Services, request: Request, user: User, otp: str | None, now: float
+) -> str | _Denied | None:
+    """How the second factor was given (None: the account has none), or the refusal."""
+    mfa = services.accounts.mfa
+    state = mfa.get(user.id) if mfa.is_active(user.id) else None  # unseal only if needed
+    if state is None or not state.active:
+        return None
+    if not otp:
+        message = "a second factor is required: send otp (a TOTP or recovery code)"
+        return _Denied("second factor missing", _mfa_error("mfa_required", message))
+    factor = check_factor(services, state, otp, now)
+    if factor is None:
+        record_failure(services, request, user, now, "wrong second factor")
+        message = "wrong or already used one-time code"
+        return _Denied("wrong second factor", _mfa_error("mfa_invalid", message))
+    return factor
+
+
+def _mfa_error(code: str, message: str) -> ApiError:
+    return ApiError(401, message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _limit_username(services: Services, request: Request, username: str) -> None:
+    refusal = take(services, "login_user", username.casefold()[:200])
+    if refusal is None:
+        return
+    if refusal.first:
+        details = {"user": username[:200], "reason": "rate limited", "limit": refusal.limit}
+        audit.record(services, request, "login", LOGIN_PATH, "denied", details, actor=username)
+    raise refusal.error()
 
 
 @router.post(
     "/auth/token",
     response_model=TokenPair,
     summary="Log in",
-    responses={401: {"description": "Wrong user name or password."}},
+    dependencies=[Depends(rate_limit("login"))],
+    responses={
+        401: {
+            "description": "Wrong user name or password (or a locked account); `mfa_required`"
+            " or `mfa_invalid` for the second factor."
+        },
+        429: {"description": "Too many attempts; see `Retry-After`."},
+    },
 )
 def login(
     request: Request,
     services: ServicesDep,
     username: Annotated[str, Form(min_length=1, max_length=200)],
     password: Annotated[str, Form(max_length=4096)],
-    otp: Annotated[str | None, Form(max_length=16, description="TOTP code, if enrolled")] = None,
+    otp: Annotated[
+        str | None, Form(max_length=32, description="TOTP or recovery code, if enrolled")
+    ] = None,
 ) -> TokenPair:
     """OAuth2 password grant: ``username`` and ``password`` as a form. Needs no token.
 
-    ``otp`` is accepted for accounts with a second factor (not enrolled by any account
-    yet: TOTP enrolment comes with the security release) and ignored otherwise.
+    An account with a second factor also needs ``otp``: a current TOTP code or an
+    unused recovery code. Without it the answer is 401 with code ``mfa_required``.
     """
+    _limit_username(services, request, username)
     now = services.clock()
-    found = _check_login(services, username, password, now)
-    resource = "/api/v1/auth/token"
-    if isinstance(found, str):
-        details = {"user": username[:200], "reason": found}
-        audit.record(services, request, "login", resource, "denied", details, actor=username)
-        raise unauthorized(LOGIN_FAILED)
+    found = _check_login(services, request, username, password, now)
+    factor = (
+        None if isinstance(found, _Denied) else _second_factor(services, request, found, otp, now)
+    )
+    denied = found if isinstance(found, _Denied) else factor
+    if isinstance(denied, _Denied):
+        details = {"user": username[:200], "reason": denied.reason}
+        audit.record(services, request, "login", LOGIN_PATH, "denied", details, actor=username)
+        raise denied.error
+    assert isinstance(found, User)
+    assert not isinstance(factor, _Denied)
     services.accounts.record_login_success(found.id, now)
-    pair = issue_pair(services, found, now)
-    audit.record(services, request, "login", resource, "success", actor=found.name)
+    pair = issue_pair(services, found, now, request, factor)
+    extra = None if factor is None else {"second_factor": factor}
+    audit.record(services, request, "login", LOGIN_PATH, "success", extra, actor=found.name)
     return pair
 
 
@@ -149,7 +236,11 @@ def login(
     "/auth/refresh",
     response_model=TokenPair,
     summary="Exchange a refresh token",
-    responses={401: {"description": "Unknown, used, expired or revoked refresh token."}},
+    dependencies=[Depends(rate_limit("refresh"))],
+    responses={
+        401: {"description": "Unknown, used, expired or revoked refresh token."},
+        429: {"description": "Too many attempts; see `Retry-After`."},
+    },
 )
 def refresh(request: Request, body: RefreshRequest, services: ServicesDep) -> TokenPair:
     """A new access and refresh token for a refresh token, which is then used up.
@@ -209,3 +300,83 @@ def me(who: Authenticated) -> Me:
         owner_roles=None if who.owner_bindings is None else _roles(who.owner_bindings),
         scopes=None if who.scopes is None else sorted(who.scopes),
     )
+
+
+# -- sessions --------------------------------------------------------------------------
+class SessionOut(BaseModel):
+    """An active login session (a refresh-token family) of a user."""
+
+    id: str
+    user: str
+    created_at: float
+    last_used_at: float = Field(description="When its latest refresh token was issued.")
+    expires_at: float = Field(description="When it ends, refreshed or not.")
+    user_agent: str | None
+    source_ip: str | None
+    second_factor: str | None = Field(description="`totp`, `recovery_code` or null.")
+    current: bool = Field(description="The session of the access token used to ask.")
+
+
+def _session_out(session: LoginSession, who: Principal) -> SessionOut:
+    return SessionOut(
+        id=session.id,
+        user=session.user,
+        created_at=session.created_at,
+        last_used_at=session.last_used_at,
+        expires_at=session.expires_at,
+        user_agent=session.user_agent,
+        source_ip=session.source_ip,
+        second_factor=session.second_factor,
+        current=session.id == who.session,
+    )
+
+
+def _own(who: Principal, user_id: int) -> bool:
+    """A user acting through a login session on their own sessions; anything else —
+    another user's sessions, or any API token — needs ``users:manage``."""
+    return who.kind == "user" and who.user_id == user_id
+
+
+@router.get("/auth/sessions", response_model=list[SessionOut], summary="Login sessions")
+def list_sessions(
+    services: ServicesDep,
+    who: Authenticated,
+    user: Annotated[
+        str | None, Query(max_length=200, description="Another user's (`users:manage`)")
+    ] = None,
+) -> list[SessionOut]:
+    """The caller's active login sessions, most recently used first; ``?user=NAME``
+    lists another user's, with ``users:manage``."""
+    user_id = who.user_id
+    if user is not None and not (who.kind == "user" and user == who.subject):
+        check(who, "users:manage", None)
+        found = services.accounts.find_user(user)
+        if found is None:
+            raise NotFound(f"user {user!r} not found")
+        user_id = found.id
+    elif not _own(who, user_id):
+        check(who, "users:manage", None)
+    sessions = services.accounts.sessions.active(services.clock(), user_id=user_id)
+    return [_session_out(s, who) for s in sessions]
+
+
+@router.delete(
+    "/auth/sessions/{session_id}",
+    status_code=204,
+    summary="End a login session",
+    responses={404: {"description": "No such active session (of yours)."}},
+)
+def revoke_session(
+    session_id: Annotated[str, Path(max_length=64)], services: ServicesDep, who: Authenticated
+) -> Response:
+    """End one login session: its refresh token and its access tokens stop working at
+    once. Your own sessions, or anyone's with ``users:manage``."""
+    now = services.clock()
+    session = services.accounts.sessions.get(session_id, now)
+    if session is None or not (_own(who, session.user_id) or who.can("users:manage", None)):
+        raise NotFound("session not found")  # another's session: not even its existence
+    services.accounts.revoke_family(session.id, now)
+    return Response(status_code=204)
+
+
+router.include_router(mfa.router)

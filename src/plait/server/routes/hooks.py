@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from plait.errors import NotFound
 from plait.runtime.ids import new_run_id
 from plait.server.errors import ApiError
+from plait.server.ratelimit import rate_limit
 from plait.server.services import Services, get_services
 from plait.triggers.webhook import (
     DELIVERY_HEADER,
@@ -131,6 +132,7 @@ def _receive(services: Services, req: _Request) -> tuple[str, bool]:
     "/hooks/{workflow}",
     response_model=HookStarted,
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(rate_limit("hooks"))],  # 429 + Retry-After per client address
     responses={
         200: {"model": HookStarted, "description": "A repeated X-Plait-Delivery."},
         401: {"description": "Missing or wrong signature, or a stale timestamp."},

@@ -1,0 +1,29 @@
+export interface DiffLine {
+  kind: ' ' | '+' | '-';
+  text: string;
+}
+
+/** A line diff (longest common subsequence); enough for workflow files. */
+export function lineDiff(before: string, after: string): DiffLine[] {
+  const a = before ? before.replace(/\n$/, '').split('\n') : [];
+  const b = after ? after.replace(/\n$/, '').split('\n') : [];
+  const n = a.length;
+  const m = b.length;
+  const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--)
+    for (let j = m - 1; j >= 0; j--) lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+  const out: DiffLine[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n && j < m) {
+    if (a[i] === b[j]) {
+      out.push({ kind: ' ', text: a[i] });
+      i++;
+      j++;
+    } else if (lcs[i + 1][j] >= lcs[i][j + 1]) out.push({ kind: '-', text: a[i++] });
+    else out.push({ kind: '+', text: b[j++] });
+  }
+  while (i < n) out.push({ kind: '-', text: a[i++] });
+  while (j < m) out.push({ kind: '+', text: b[j++] });
+  return out;
+}
