@@ -18,7 +18,6 @@ from pathlib import Path as FilePath
 from types import UnionType
 from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
-from jinja2 import nodes
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails
@@ -223,8 +222,7 @@ _WHOLE = re.compile(r"^\s*\$\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 # The sandbox's own environment: its global functions, filters and tests are what an
 # expression may use besides the scope's names.
-_JINJA = sandbox._ENV
-_FUNCTIONS = frozenset(_JINJA.globals) | STATUS_FUNCTIONS
+_FUNCTIONS = sandbox.GLOBAL_FUNCTIONS | STATUS_FUNCTIONS
 
 
 def bare_expression(value: str) -> str | None:
@@ -301,9 +299,12 @@ class ExpressionChecker:
                 self._reference(ref, path, scope)
 
     def _filters(self, text: str, path: Path) -> None:
-        tree = _JINJA.parse(text)  # analyze() parsed it already, so this cannot fail
+        from jinja2 import nodes  # only for expressions with a filter or test
+
+        env = sandbox.environment()
+        tree = env.parse(text)  # analyze() parsed it already, so this cannot fail
         for node in tree.find_all((nodes.Filter, nodes.Test)):
-            known = _JINJA.filters if isinstance(node, nodes.Filter) else _JINJA.tests
+            known = env.filters if isinstance(node, nodes.Filter) else env.tests
             if node.name not in known:
                 kind = "filter" if isinstance(node, nodes.Filter) else "test"
                 hint = did_you_mean(node.name, sorted(known))

@@ -19,7 +19,6 @@ How a step moves, and why it survives ``kill -9`` at any instant:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -240,10 +239,20 @@ class Runner:
             if deadline is not None and now >= deadline and not h.machine.run.timed_out:
                 self._transact(h, lambda m: m.deadline_passed(self.clock()))
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._sleep_for(h, now))
+            await self._sleep(self._sleep_for(h, now))
         self.flush_logs()
         return h.machine.run
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until woken or ``seconds`` pass. Not ``asyncio.wait_for``: that makes a task
+        per call, and this loop goes round once per committed step."""
+        if self._wake.is_set():
+            return
+        timer = asyncio.get_running_loop().call_later(seconds, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            timer.cancel()
 
     def cancel(self, run_id: str, reason: str = "cancelled by user") -> None:
         h = self._runs.get(run_id)
@@ -297,14 +306,14 @@ class Runner:
         if not (due or h.backlog) or free <= 0:
             return
         claims = self.store.claim(self.worker_id, now, now + self.lease_seconds, free, run_id=h.id)
+        starts = [(c.step, c.attempt) for c in claims if c.kind != "resume"]
         for claim in claims:
             h.backlog.discard(claim.step)
             h.timers.pop(claim.step, None)
-            if claim.kind == "resume":
-                self._spawn(h, claim.step, claim.attempt, resume=True)
-                continue
-            self._transact(h, _start(claim.step, claim.attempt, now))
-            self._spawn(h, claim.step, claim.attempt, resume=False)
+        if starts:  # one commit for all of them, not one each
+            self._transact(h, _start_all(starts, now))
+        for claim in claims:
+            self._spawn(h, claim.step, claim.attempt, resume=claim.kind == "resume")
 
     # -- transitions ---------------------------------------------------------------------
     def _transact(
@@ -517,6 +526,16 @@ def _finish(
 
 def _start(key: str, attempt: int, now: float) -> Callable[[RunMachine], Transition]:
     return lambda m: m.attempt_started(key, attempt, now)
+
+
+def _start_all(starts: list[tuple[str, int]], now: float) -> Callable[[RunMachine], Transition]:
+    def apply(m: RunMachine) -> Transition:
+        merged = Transition()
+        for key, attempt in starts:
+            merged.merge(m.attempt_started(key, attempt, now))
+        return merged
+
+    return apply
 
 
 def _done(h: _Run) -> bool:
