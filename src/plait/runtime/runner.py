@@ -33,6 +33,7 @@ from plait.engine.machine import RunMachine
 from plait.engine.state import AttemptRecord, AttemptStatus, RunState, StepStatus
 from plait.errors import ConflictError, ExpressionError, PlaitError
 from plait.model.plan import Plan
+from plait.runtime.applying import Finished, finish, finish_all, start_all
 from plait.runtime.executor import render_env, run_attempt
 from plait.runtime.ids import new_run_id, new_worker_id, worker_alive
 from plait.security.masking import Masker
@@ -110,6 +111,9 @@ class Runner:
         self._wake = asyncio.Event()
         self._logbuf: list[LogLine] = []
         self._background: list[asyncio.Task[None]] = []
+        self._finished: list[Finished] = []
+        self._flush_scheduled = False
+        self._closing = False
 
     # -- starting and resuming -----------------------------------------------------------
     async def start(
@@ -216,9 +220,7 @@ class Runner:
                 finished_at=now,
                 error="the process running this attempt stopped",
             )
-            self._transact(
-                h, _finish(step.key, step.attempt, Outcome("interrupted"), now), [record]
-            )
+            self._transact(h, finish(step.key, step.attempt, Outcome("interrupted"), now), [record])
 
     # -- driving -------------------------------------------------------------------------
     async def wait(self, run_id: str) -> RunState:
@@ -262,6 +264,7 @@ class Runner:
     async def close(self) -> None:
         """Stop background work. Attempts still running stay ``running`` in the store
         (a later resume records them interrupted), which is what a crash would leave."""
+        self._closing = True  # record results still coming in, but start nothing new
         for task in self._background:
             task.cancel()
         for h in self._runs.values():
@@ -270,6 +273,8 @@ class Runner:
         pending = self._background + [t for h in self._runs.values() for t in h.tasks.values()]
         await asyncio.gather(*pending, return_exceptions=True)
         self._background.clear()
+        if self._finished:  # results that came in just now: record them, as a crash won't
+            self._flush_finished()
         self.flush_logs()
         await self.registry.aclose()
 
@@ -311,7 +316,7 @@ class Runner:
             h.backlog.discard(claim.step)
             h.timers.pop(claim.step, None)
         if starts:  # one commit for all of them, not one each
-            self._transact(h, _start_all(starts, now))
+            self._transact(h, start_all(starts, now))
         for claim in claims:
             self._spawn(h, claim.step, claim.attempt, resume=claim.kind == "resume")
 
@@ -345,7 +350,7 @@ class Runner:
     ) -> list[str]:
         now = self.clock()
         started: list[str] = []
-        free = self.concurrency - self._active
+        free = 0 if self._closing else self.concurrency - self._active
         for step in list(transition.steps):
             if step.status is not StepStatus.QUEUED:
                 continue
@@ -448,7 +453,26 @@ class Runner:
         )
         if outcome.kind == "suspended":
             record.lease_until = None
-        self._transact(h, _finish(key, attempt, outcome, now), [record])
+        self._finished.append(Finished(h, key, attempt, outcome, record, now))
+        if not self._flush_scheduled:
+            # Group commit: results that arrive in the same turn of the event loop are
+            # recorded in one transaction per run (nothing starts before it commits).
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_finished)
+
+    def _flush_finished(self) -> None:
+        self._flush_scheduled = False
+        batch, self._finished = self._finished, []
+        by_run: dict[str, list[Finished]] = {}
+        for item in batch:
+            by_run.setdefault(item.run.id, []).append(item)
+        for items in by_run.values():
+            try:
+                self._transact(items[0].run, finish_all(items), [i.record for i in items])
+            except PlaitError:
+                log.exception(
+                    "could not record %d attempt result(s) of run %s", len(items), items[0].run.id
+                )
 
     async def _execute(self, h: _Run, key: str, attempt: int, resume: bool) -> Outcome:
         step = h.machine.steps[key]
@@ -516,26 +540,6 @@ class Runner:
                 self.flush_logs()
             except PlaitError:
                 log.exception("could not write log lines")
-
-
-def _finish(
-    key: str, attempt: int, outcome: Outcome, now: float
-) -> Callable[[RunMachine], Transition]:
-    return lambda m: m.attempt_finished(key, attempt, outcome, now)
-
-
-def _start(key: str, attempt: int, now: float) -> Callable[[RunMachine], Transition]:
-    return lambda m: m.attempt_started(key, attempt, now)
-
-
-def _start_all(starts: list[tuple[str, int]], now: float) -> Callable[[RunMachine], Transition]:
-    def apply(m: RunMachine) -> Transition:
-        merged = Transition()
-        for key, attempt in starts:
-            merged.merge(m.attempt_started(key, attempt, now))
-        return merged
-
-    return apply
 
 
 def _done(h: _Run) -> bool:

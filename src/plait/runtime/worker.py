@@ -20,8 +20,9 @@ from plait.engine.api import Outcome, Transition
 from plait.engine.state import AttemptRecord, AttemptStatus, RunState, StepStatus
 from plait.errors import NotFound, PlaitError
 from plait.model.plan import Plan
+from plait.runtime.applying import finish, start_one
 from plait.runtime.ids import worker_alive
-from plait.runtime.runner import Runner, _finish, _Run, _start
+from plait.runtime.runner import Runner, _Run
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Worker(Runner):
             h.backlog.discard(claim.step)
             h.timers.pop(claim.step, None)
             if claim.kind != "resume":
-                self._transact(h, _start(claim.step, claim.attempt, now))
+                self._transact(h, start_one(claim.step, claim.attempt, now))
             self._spawn(h, claim.step, claim.attempt, resume=claim.kind == "resume")
 
     def _load(self, run_id: str) -> _Run:
@@ -138,9 +139,7 @@ class Worker(Runner):
                 finished_at=now,
                 error=f"worker {attempt.worker} stopped renewing its lease",
             )
-            self._transact(
-                h, _finish(step.key, step.attempt, Outcome("interrupted"), now), [record]
-            )
+            self._transact(h, finish(step.key, step.attempt, Outcome("interrupted"), now), [record])
 
     def _watch_all(self) -> None:
         self._watch_runs([h for h in self._runs.values() if h.tasks])
