@@ -146,6 +146,8 @@ class RunState:
     attempt: int = 1
     version: int = 0
     parent_run_id: str | None = None
+    #: the rendered ``concurrency.key`` (server runs of a workflow that declares one)
+    concurrency_key: str | None = None
 
 
 @dataclass(slots=True)

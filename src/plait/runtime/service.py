@@ -5,10 +5,16 @@ Each operation loads the run, applies one event to its :class:`RunMachine` and c
 the transition with the run's version, reloading and applying again if another process
 got there first. Workers (in this process or another) then pick the queued steps up
 from the store; ``wake`` tells the local ones at once.
+
+A workflow with ``concurrency`` is admitted against its key's active runs (rules in
+:mod:`plait.runtime.concurrency`): :meth:`RunService.start` creates it started, held or
+skipped in one transaction with counting them, and :meth:`RunService.release` starts
+held runs when slots free up (the trigger service calls it on every run ending).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,10 +26,14 @@ from plait.engine.machine import RunMachine
 from plait.engine.rerun import prepare_rerun
 from plait.engine.state import AttemptRecord, AttemptStatus, RunState, StepStatus
 from plait.errors import ConflictError, NotFound, PlaitError
-from plait.model.plan import Plan
+from plait.model.plan import ConcurrencyPlan, Plan
+from plait.runtime import concurrency
+from plait.runtime.concurrency import KeyRuns, RunRecords, SlotStore
 from plait.runtime.ids import new_run_id
 from plait.security.masking import Masker
 from plait.store.base import RunSnapshot, Store, VersionRecord
+
+log = logging.getLogger(__name__)
 
 #: ``secrets(namespace, names) -> {name: value}`` — where secret values come from.
 SecretSource = Callable[[str, Iterable[str]], dict[str, str]]
@@ -58,12 +68,14 @@ class RunService:
         clock: Callable[[], float] = time.time,
         secrets: SecretSource = _no_secrets,
         wake: Callable[[], None] | None = None,
+        slots: SlotStore | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.clock = clock
         self.secrets = secrets
         self.wake = wake or (lambda: None)
+        self._slots = slots
         self._plans: dict[int, Plan] = {}
 
     # -- plans ---------------------------------------------------------------------------
@@ -118,10 +130,73 @@ class RunService:
             parent_run_id=parent_run_id,
         )
         machine = RunMachine(plan, run, [], secrets=self.secrets_for(plan))
+        if plan.concurrency is not None:
+            return self._start_limited(plan.concurrency, machine)
         self.store.create_run(run, list(machine.steps.values()), [])
         self._commit(machine, machine.start(self.clock()))
         self.wake()
         return machine.run
+
+    # -- concurrency ---------------------------------------------------------------------
+    @property
+    def slots(self) -> SlotStore:
+        """Where admission happens (the server store; given by the composition root)."""
+        if self._slots is None:
+            raise PlaitError("concurrency limits are enforced by the server (plait serve)")
+        return self._slots
+
+    def _start_limited(self, policy: ConcurrencyPlan, machine: RunMachine) -> RunState:
+        """Create the run started, held or skipped, atomically with counting its key's
+        runs; then cancel the runs it supersedes (``cancel_running``)."""
+        run = machine.run
+        key = concurrency.render_key(policy.key, machine.run_scope(), self.masker(machine))
+        run.concurrency_key = key
+        now = self.clock()
+        decided: list[concurrency.Decision] = []
+
+        def build(seen: KeyRuns) -> RunRecords:
+            decided.append(concurrency.decide(policy, key, seen))
+            return concurrency.new_run_records(machine, decided[-1], now)
+
+        self.slots.create_limited_run(run.namespace, key, build)
+        for other in decided[-1].supersede:
+            try:  # the new run exists and runs: a failed cancel must not hide it
+                self.cancel(other, concurrency.superseded_reason(run.id))
+            except NotFound:
+                continue
+            except PlaitError:
+                log.exception("run %s: cannot cancel superseded run %s", run.id, other)
+        self.wake()
+        return run
+
+    def release(self, namespace: str, key: str) -> list[RunState]:
+        """Start the key's oldest held runs while it has free slots. Idempotent and safe
+        from several processes at once; returns the runs it started."""
+        now = self.clock()
+
+        def admit(snap: RunSnapshot, seen: KeyRuns) -> RunRecords | None:
+            plan = self.plan(snap.run.version_id or 0)
+            limit = plan.concurrency.limit if plan.concurrency is not None else 1
+            if not concurrency.has_room(limit, seen):
+                return None
+            machine = self.machine(snap)
+            transition = machine.start(now)
+            return RunRecords(machine.run, transition.steps, transition.events)
+
+        started = self.slots.start_held_runs(namespace, key, admit)
+        if started:
+            self.wake()
+        return started
+
+    def release_all(self) -> int:
+        """:meth:`release` every key that has held runs (a sweep that makes up for run
+        endings whose release was lost); returns how many runs started."""
+        if self._slots is None:  # nothing can be held without the server store
+            return 0
+        count = 0
+        for namespace, key in self._slots.held_keys():
+            count += len(self.release(namespace, key))
+        return count
 
     def cancel(self, run_id: str, reason: str = "cancelled by user") -> RunState:
         """Cancel a run: queued and waiting steps end at once; the worker running the

@@ -81,6 +81,7 @@ def run_row(run: RunState, sealer: Sealer | None) -> dict[str, Any]:
         "attempt": run.attempt,
         "version": run.version,
         "parent_run_id": run.parent_run_id,
+        "concurrency_key": run.concurrency_key,
     }
 
 
@@ -107,6 +108,7 @@ def run_from_row(row: Row, sealer: Sealer | None) -> RunState:
         attempt=row["attempt"],
         version=row["version"],
         parent_run_id=row["parent_run_id"],
+        concurrency_key=row["concurrency_key"],
     )
 
 

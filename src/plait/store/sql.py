@@ -57,7 +57,14 @@ _RUNNABLE = [str(StepStatus.QUEUED), str(StepStatus.RETRYING)]
 _WAITING = str(StepStatus.WAITING)
 _TIMED = [str(StepStatus.QUEUED), str(StepStatus.RETRYING), _WAITING]
 _RUNNING_ATTEMPT = str(AttemptStatus.RUNNING)
-_FIXED_RUN_COLUMNS = ("id", "workflow", "namespace", "created_at", "parent_run_id")
+_FIXED_RUN_COLUMNS = (
+    "id",
+    "workflow",
+    "namespace",
+    "created_at",
+    "parent_run_id",
+    "concurrency_key",
+)
 
 
 def _upsert(hooks: Hooks, table: Any, keys: Sequence[str]) -> Any:

@@ -99,11 +99,14 @@ runs = Table(
     Column("attempt", Integer, nullable=False),
     Column("version", Integer, nullable=False),
     Column("parent_run_id", String(64), nullable=True),
+    Column("concurrency_key", String(300), nullable=True),
     # The UI lists runs newest first, optionally by workflow, status or namespace.
     Index(None, "created_at"),
     Index(None, "workflow", "created_at"),
     Index(None, "status", "created_at"),
     Index(None, "namespace", "created_at"),
+    # Concurrency admission counts a key's active runs and takes its held ones in order.
+    Index(None, "concurrency_key", "status", "created_at"),
 )
 
 steps = Table(
@@ -359,4 +362,41 @@ event_cursors = Table(
     Column("consumer", String(200), primary_key=True),
     Column("last_id", BigInteger, nullable=False),
     Column("updated_at", Double, nullable=False),
+)
+
+# -- security (migration 0005): second factor and login session details --------------
+
+user_mfa = Table(
+    "user_mfa",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # The TOTP secret sealed with the store's keyring: the server needs it in the clear.
+    Column("sealed_secret", LargeBinary, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("activated_at", Double, nullable=True),
+    # The last accepted RFC 6238 time step: a code of that step or earlier is a replay.
+    Column("last_step", BigInteger, nullable=True),
+)
+
+mfa_recovery_codes = Table(
+    "mfa_recovery_codes",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("used_at", Double, nullable=True),
+    PrimaryKeyConstraint("user_id", "code_hash"),
+)
+
+login_sessions = Table(
+    "login_sessions",
+    metadata,
+    # The refresh family: its tokens (refresh_tokens) say whether it is still active.
+    Column("family_id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("user_agent", String(300), nullable=True),
+    Column("source_ip", String(64), nullable=True),
+    Column("second_factor", String(20), nullable=True),
+    Index(None, "user_id"),
 )

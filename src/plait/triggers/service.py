@@ -8,9 +8,12 @@ double a run, and a fire recorded late is not lost: ``last_fire`` only moves aft
 run exists. Missed fires (catch-up ``none``/``latest``, or beyond ``max_catch_up``) are
 recorded and visible through the API.
 
-Run endings (outbox events ``run.succeeded|failed|cancelled|timed_out``) drive three
-things: a parent run's ``uses: workflow`` step finishes with the child's outputs; a
-workflow's ``notify:`` entries are sent; ``event`` triggers of other workflows fire.
+Run endings (outbox events ``run.succeeded|failed|cancelled|timed_out``) drive four
+things: a run ending frees its concurrency slot, so held runs of its key start; a
+parent run's ``uses: workflow`` step finishes with the child's outputs; a workflow's
+``notify:`` entries are sent; ``event`` triggers of other workflows fire. The outbox
+makes the release reliable whichever process ended the run; a sweep every few seconds
+releases keys whose ending was missed (a crash between reading and acting on it).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ _NS = uuid.UUID("0f8e4c2a-6d3b-4b7e-9c1f-2a5d8e7b3c10")
 RUN_ENDS = frozenset({"run.succeeded", "run.failed", "run.cancelled", "run.timed_out"})
 CONSUMER = "triggers"
 MAX_CHAIN = 10
+#: seconds between sweeps that start held runs whose key has free slots
+RELEASE_SWEEP = 5.0
 
 
 def derived_run_id(key: str) -> str:
@@ -53,6 +58,7 @@ class TriggerService:
         self.interval = interval
         self._event_triggers: list[tuple[str, int, dict[str, Any]]] = []
         self._triggers_loaded_at = 0.0
+        self._swept_at = 0.0
 
     async def serve(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -67,6 +73,9 @@ class TriggerService:
         now = self.services.clock() if now is None else now
         self.fire_schedules(now)
         await self.consume_events(now)
+        if now - self._swept_at >= RELEASE_SWEEP:
+            self._swept_at = now
+            self.services.runs.release_all()
 
     # -- schedules ---------------------------------------------------------------------
     def fire_schedules(self, now: float) -> None:
@@ -132,6 +141,7 @@ class TriggerService:
             run = self.services.store.load_run(run_id).run
         except NotFound:
             return
+        self._release(run)
         self._finish_parent(run)
         await self._notify(run)
         event = {
@@ -207,6 +217,16 @@ class TriggerService:
         return found
 
     # -- run endings -------------------------------------------------------------------
+    def _release(self, run: RunState) -> None:
+        """The run's slot is free: start the oldest held runs of its key. A failure here
+        must not stop the other reactions; the sweep tries again."""
+        if run.concurrency_key is None:
+            return
+        try:
+            self.services.runs.release(run.namespace, run.concurrency_key)
+        except PlaitError:
+            log.exception("run %s: releasing concurrency key %r", run.id, run.concurrency_key)
+
     def _finish_parent(self, run: RunState) -> None:
         parent = run.trigger.get("parent")
         if not run.parent_run_id or not isinstance(parent, dict):
