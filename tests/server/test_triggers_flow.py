@@ -273,3 +273,39 @@ steps:
     with sqlite_server.client() as c:
         runs = c.get("/api/v1/runs", params={"workflow": "contested", "limit": 50}).json()
     assert len(runs["items"]) == 6
+
+
+def test_a_secret_passed_to_a_sub_workflow_stays_masked(server: LiveServer) -> None:
+    token = "sub-w0rkflow-s3cret"
+    with server.client() as c:
+        c.put("/api/v1/secrets/default/PASS_ON", json={"value": token})
+    deploy(
+        server,
+        """\
+name: receiver
+inputs:
+  value: {type: string}
+steps:
+  - id: echo
+    run: echo "got ${{ inputs.value }}"
+""",
+    )
+    deploy(
+        server,
+        """\
+name: sender
+steps:
+  - id: call
+    uses: workflow
+    with: {workflow: receiver, inputs: {value: "key=${{ secrets.PASS_ON }}"}}
+""",
+    )
+    with server.client() as c:
+        run = wait_for(c, start(c, "sender").json()["id"], ENDED, timeout=40)
+        child = _latest_run(c, "receiver")
+        detail = c.get(f"/api/v1/runs/{child['id']}")
+        logs = c.get(f"/api/v1/runs/{child['id']}/logs").json()["items"]
+    assert run["status"] == "succeeded", run
+    assert token not in detail.text
+    assert detail.json()["inputs"]["value"] == "***"
+    assert any(line["line"] == "got ***" for line in logs), logs

@@ -67,7 +67,12 @@ class WorkflowAction(Action):
         }
         try:
             runs.start(
-                version, input.inputs, trigger=trigger, parent_run_id=ctx.run_id, run_id=child
+                version,
+                input.inputs,
+                trigger=trigger,
+                parent_run_id=ctx.run_id,
+                run_id=child,
+                mask=ctx.mask,
             )
         except InputError as exc:
             raise ActionFailed(f"{input.workflow}: {exc}", retryable=False) from None

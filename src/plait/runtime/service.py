@@ -14,6 +14,7 @@ held runs when slots free up (the trigger service calls it on every run ending).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -51,6 +52,13 @@ class DecisionError(PlaitError):
 class Started:
     run: RunState
     created: bool = True
+
+
+def _tainted(mask: Callable[[str], str] | None, value: Any) -> bool:
+    if mask is None:
+        return False
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return mask(text) != text
 
 
 def _no_secrets(namespace: str, names: Iterable[str]) -> dict[str, str]:
@@ -109,15 +117,22 @@ class RunService:
         trigger: Mapping[str, Any] | None = None,
         parent_run_id: str | None = None,
         run_id: str | None = None,
+        mask: Callable[[str], str] | None = None,
     ) -> RunState:
         """Validate ``inputs`` (InputError → 422), record the run and queue its first
-        steps. Secret inputs are stored sealed and shown as ``***``."""
+        steps. Secret inputs are stored sealed and shown as ``***``; so is any input in
+        which ``mask`` (the masking of the run that starts this one, for sub-workflows)
+        finds a secret, so a secret passed to a child stays a secret there."""
         from plait.model.inputs import validate_inputs
 
         plan = self.plan(version.id)
         values = validate_inputs(plan, dict(inputs))
         now = self.clock()
-        secret = {k: v for k, v in values.items() if k in plan.inputs and plan.inputs[k].secret}
+        secret = {
+            k: v
+            for k, v in values.items()
+            if (k in plan.inputs and plan.inputs[k].secret) or _tainted(mask, v)
+        }
         run = RunState(
             id=run_id or new_run_id(now),
             workflow=plan.name,
