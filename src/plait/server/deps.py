@@ -14,8 +14,15 @@ Every route takes its caller from one of these, so no route can forget a check::
 * :func:`principal` authenticates ``Authorization: Bearer …`` — an access JWT from
   ``POST /api/v1/auth/token`` or an API token (``plt_…``) — and answers 401 (with
   ``WWW-Authenticate: Bearer``) for anything missing, malformed, expired, revoked or
-  belonging to a disabled account. Role bindings are read from the store on every
-  request, never from the JWT, so a revoked role or a logout takes effect at once.
+  belonging to a disabled account. Role bindings are read from the store, never from
+  the JWT. The caller found for a token is remembered for :data:`PRINCIPAL_TTL`
+  seconds (:class:`PrincipalCache`), so a burst of requests costs one store lookup;
+  every route that ends a session, revokes a token, disables or deletes a user or
+  changes a role calls :func:`invalidate_principals`, so in this process a logout or
+  a revoked role takes effect at once. **Another API replica** (several ``plait serve``
+  processes on one PostgreSQL store) does not see that call: it may honour a revoked
+  session or token, a disabled account or a removed role for up to ``PRINCIPAL_TTL``
+  seconds. Never beyond a token's own expiry: an entry lives no longer than its token.
 * :func:`require` builds a dependency that also checks one permission (names in
   :mod:`plait.security.rbac`) in a namespace given literally, taken from the request,
   or ``None`` for resources outside namespaces (users, audit, roles) — which need a
@@ -30,12 +37,16 @@ the actor.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from plait.security import rbac
 from plait.security.rbac import RoleBinding
@@ -47,13 +58,19 @@ from plait.security.tokens import (
     scope_allows,
 )
 from plait.server.errors import ApiError
-from plait.server.services import Services, get_services
+from plait.server.services import Services
 
 log = logging.getLogger(__name__)
 
 #: How often a token's ``last_used_at`` is written: a write per request would make
 #: every read a write on SQLite's single writer.
 TOUCH_EVERY = 60.0
+
+#: Seconds an authenticated caller is remembered per token (see the module docstring:
+#: the bound on how late another replica sees a revocation).
+PRINCIPAL_TTL = 2.0
+#: Tokens remembered at most (least recently used first out).
+PRINCIPAL_CACHE_SIZE = 4096
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -116,29 +133,107 @@ def unauthorized(message: str = "authentication required", invalid: bool = False
     return ApiError(401, message, headers={"WWW-Authenticate": challenge})
 
 
-def principal(
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The authenticated caller of this request, or 401. A sync dependency on purpose:
-    FastAPI runs it in the thread pool, where the store's blocking reads belong."""
+    """The authenticated caller of this request, or 401. Answered on the event loop
+    when the token was seen within :data:`PRINCIPAL_TTL`; otherwise the store's
+    blocking reads run in the thread pool."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     if credentials is None or not credentials.credentials:
         raise unauthorized("authentication required: send Authorization: Bearer <token>")
-    services = get_services(request)
+    services: Services = request.app.state.services
     token = credentials.credentials
+    cache = principal_cache(services)
+    key = hash_token(token)
     now = services.clock()
-    if is_api_token(token):
-        who = _from_api_token(services, token, now)
-    else:
-        who = _from_access_token(services, token, now)
+    who = cache.get(key, now)
+    if who is None:
+        generation = cache.generation
+        found, until = await run_in_threadpool(authenticate, services, token, now)
+        cache.put(key, found, until, generation)
+        who = found
     request.state.principal = who
     return who
 
 
-def _from_access_token(services: Services, token: str, now: float) -> Principal:
+def authenticate(services: Services, token: str, now: float) -> tuple[Principal, float | None]:
+    """The caller a bearer token stands for (blocking: reads the store), and when the
+    token expires (None: never), or 401."""
+    if is_api_token(token):
+        return _from_api_token(services, token, now)
+    return _from_access_token(services, token, now)
+
+
+class PrincipalCache:
+    """Callers by token hash, each for :data:`PRINCIPAL_TTL` seconds (monotonic) and
+    never past its token's expiry (the services' clock); bounded, least recently used
+    out. :meth:`invalidate` forgets everyone: the routes that revoke anything call it
+    (through :func:`invalidate_principals`), and a lookup that began before it is not
+    stored (``generation``), so a revocation cannot be undone by a request in flight."""
+
+    def __init__(self, ttl: float = PRINCIPAL_TTL, size: int = PRINCIPAL_CACHE_SIZE) -> None:
+        self.ttl = ttl
+        self.size = size
+        self.generation = 0
+        self._entries: OrderedDict[str, tuple[float, float | None, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, now: float) -> Principal | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            fresh_until, expires, who = entry
+            if time.monotonic() >= fresh_until or (expires is not None and now >= expires):
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return who
+
+    def put(self, key: str, who: Principal, expires: float | None, generation: int) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if generation != self.generation:
+                return
+            self._entries[key] = (time.monotonic() + self.ttl, expires, who)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+
+
+_cache_lock = threading.Lock()
+
+
+def principal_cache(services: Services) -> PrincipalCache:
+    """The services' cache of callers (one per app, created on first use)."""
+    cache = services.extras.get("principal_cache")
+    if cache is None:
+        with _cache_lock:
+            cache = services.extras.setdefault("principal_cache", PrincipalCache())
+    assert isinstance(cache, PrincipalCache)
+    return cache
+
+
+def invalidate_principals(services: Services) -> None:
+    """Forget every remembered caller, so the next request of each token reads the
+    store again. Call after ending a session, revoking a token, disabling or deleting
+    a user, or changing a role binding."""
+    principal_cache(services).invalidate()
+
+
+def _from_access_token(
+    services: Services, token: str, now: float
+) -> tuple[Principal, float | None]:
     try:
         claims = services.tokens.decode_access(token, now)
     except TokenError as exc:
@@ -155,7 +250,7 @@ def _from_access_token(services: Services, token: str, now: float) -> Principal:
         raise unauthorized("the account is disabled", invalid=True)
     if claims.session is not None and not services.accounts.session_active(claims.session, now):
         raise unauthorized("the session has ended; log in again", invalid=True)
-    return Principal(
+    who = Principal(
         subject=user.name,
         kind="user",
         id=user.id,
@@ -163,9 +258,10 @@ def _from_access_token(services: Services, token: str, now: float) -> Principal:
         user_id=user.id,
         session=claims.session,
     )
+    return who, float(claims.exp + services.tokens.leeway)
 
 
-def _from_api_token(services: Services, token: str, now: float) -> Principal:
+def _from_api_token(services: Services, token: str, now: float) -> tuple[Principal, float | None]:
     found = services.accounts.token_identity(hash_token(token))
     if found is None:
         raise unauthorized("invalid token", invalid=True)
@@ -178,7 +274,7 @@ def _from_api_token(services: Services, token: str, now: float) -> Principal:
     if record.last_used_at is None or now - record.last_used_at >= TOUCH_EVERY:
         services.accounts.touch_api_token(record.id, now)
     own = found.token_bindings
-    return Principal(
+    who = Principal(
         subject=owner.name,
         kind="token",
         id=record.id,
@@ -187,6 +283,7 @@ def _from_api_token(services: Services, token: str, now: float) -> Principal:
         user_id=owner.id,
         owner_bindings=found.owner_bindings if own else None,
     )
+    return who, record.expires_at
 
 
 def _whole(value: float | None) -> int | None:
@@ -224,7 +321,7 @@ def allowed_namespaces(who: Principal, permission: str) -> frozenset[str] | None
 
 def require(
     permission: str, namespace: NamespaceSource = None
-) -> Callable[[Request, Principal], Principal]:
+) -> Callable[[Request, Principal], Awaitable[Principal]]:
     """A dependency yielding the caller if they hold ``permission``, else 403.
 
     ``namespace`` is a literal, a function of the request (see :func:`path_param` and
@@ -234,7 +331,9 @@ def require(
     if permission not in rbac.PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
-    def dependency(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def dependency(
+        request: Request, who: Annotated[Principal, Depends(principal)]
+    ) -> Principal:
         where = namespace(request) if callable(namespace) else namespace
         check(who, permission, where)
         return who
@@ -269,7 +368,7 @@ Authenticated = Annotated[Principal, Depends(principal)]
 """Annotation for a route parameter that needs a caller but no particular permission."""
 
 
-def maybe_principal(
+async def maybe_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal | None:
@@ -277,4 +376,4 @@ def maybe_principal(
     for routes that also serve anonymous callers, such as logout by refresh token."""
     if credentials is None or not credentials.credentials:
         return None
-    return principal(request, credentials)
+    return await principal(request, credentials)

@@ -251,7 +251,7 @@ def rate_limit(name: str) -> Callable[[Request], Awaitable[None]]:
         raise ValueError(f"unknown rate limit {name!r}")
 
     async def dependency(request: Request) -> None:
-        services = get_services(request)
+        services = await get_services(request)
         refusal = take(services, name, client_address(request))
         if refusal is None:
             return

@@ -1,7 +1,7 @@
 """What the API routes may use: built once by the composition root, passed down.
 
 There are no global singletons: a route gets these from ``request.app.state.services``
-through :func:`get_services`.
+through :func:`get_services` (or :func:`services_of` outside dependencies).
 """
 
 from __future__ import annotations
@@ -42,6 +42,13 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """The route dependency. ``async`` so FastAPI calls it on the event loop: a plain
+    ``def`` dependency costs every request a hop to the thread pool and back."""
+    return services_of(request)
+
+
+def services_of(request: Request) -> Services:
+    """The same, for code that is not a dependency."""
     services: Services = request.app.state.services
     return services

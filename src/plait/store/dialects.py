@@ -35,6 +35,10 @@ from plait.errors import ConflictError, StoreError
 _BACKSTOP_PAGES = 20_000  # 80 MB of WAL
 _WAL_LIMIT_BYTES = 64 * 1024 * 1024
 _CHECKPOINT_EVERY = 0.5  # seconds
+#: Pooled read connections kept open (anyio's thread pool has 40 threads, plus workers)
+#: and how many more may open briefly beyond them.
+_READ_POOL_SIZE = 40
+_READ_POOL_OVERFLOW = 20
 
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL", "off": "OFF", "extra": "EXTRA"}
 
@@ -131,6 +135,13 @@ class SqliteHooks(Hooks):
         options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
         if self.memory:  # one shared connection, or every connection is another database
             options["poolclass"] = StaticPool
+        else:
+            # Readers run in the server's thread pool (anyio's default: 40 threads) and
+            # the workers. The default QueuePool (5 + 10 overflow) closed every overflow
+            # connection on check-in, so under load reads kept re-opening connections
+            # and running the PRAGMAs below each time. Keep enough open for every thread.
+            options["pool_size"] = _READ_POOL_SIZE
+            options["max_overflow"] = _READ_POOL_OVERFLOW
         self.engine = create_engine(url, **options)
         self._listen(_SYNCHRONOUS[sync.lower()])
         self._lock = threading.RLock()

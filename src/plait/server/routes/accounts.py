@@ -25,7 +25,7 @@ from plait.security.passwords import hash_password, verify_password
 from plait.security.rbac import ROLES, can_grant
 from plait.security.tokens import expand_scopes, new_api_token, validate_scopes
 from plait.server import bootstrap
-from plait.server.deps import Authenticated, Principal, check, require
+from plait.server.deps import Authenticated, Principal, check, invalidate_principals, require
 from plait.server.errors import ApiError
 from plait.server.services import Services, get_services
 from plait.store.accounts import ApiToken, Binding, SubjectKind, User
@@ -195,6 +195,7 @@ def patch_user(name: str, body: UserPatch, services: ServicesDep, who: Authentic
         if body.disabled:
             protect_last_admin(services, user.id, "disable")
         services.accounts.disable_user(user.id, body.disabled, now=services.clock())
+        invalidate_principals(services)
     return _user_out(services, services.accounts.get_user(user.id))
 
 
@@ -207,6 +208,7 @@ def _set_password(services: Services, user: User, body: UserPatch, needs_current
         raise ApiError(422, weak, code="invalid")
     services.accounts.set_password(user.id, hash_password(body.password))
     services.accounts.revoke_sessions(user.id, services.clock())
+    invalidate_principals(services)
 
 
 @router.delete("/users/{name}", status_code=204, tags=["users"], summary="Delete a user")
@@ -215,6 +217,7 @@ def delete_user(name: str, services: ServicesDep, who: UserAdmin) -> Response:
     user = find_user(services, name)
     protect_last_admin(services, user.id, "delete")
     services.accounts.delete_user(user.id)
+    invalidate_principals(services)
     return Response(status_code=204)
 
 
@@ -301,6 +304,7 @@ def revoke_token(token_id: int, services: ServicesDep, who: Authenticated) -> Re
     if token.user_id != who.user_id:
         check(who, "tokens:manage", None)
     services.accounts.revoke_api_token(token_id, now=services.clock())
+    invalidate_principals(services)
     return Response(status_code=204)
 
 
@@ -366,6 +370,7 @@ def grant_role(body: RoleGrant, services: ServicesDep, who: Authenticated) -> Bi
     binding = services.accounts.grant(
         kind, subject_id, body.role, body.namespace, who.actor, now=services.clock()
     )
+    invalidate_principals(services)
     return binding_out(binding)
 
 
@@ -383,4 +388,5 @@ def revoke_role(binding_id: int, services: ServicesDep, who: Authenticated) -> R
     if binding.subject_kind == "user" and binding.role == "admin" and binding.namespace is None:
         protect_last_admin(services, binding.subject_id, "remove the role of")
     services.accounts.revoke(binding_id)
+    invalidate_principals(services)
     return Response(status_code=204)

@@ -24,7 +24,14 @@ from plait.security.passwords import hash_password, needs_rehash, verify_passwor
 from plait.security.rbac import RoleBinding
 from plait.security.tokens import RefreshFamily, hash_token
 from plait.server import audit
-from plait.server.deps import Authenticated, Principal, check, maybe_principal, unauthorized
+from plait.server.deps import (
+    Authenticated,
+    Principal,
+    check,
+    invalidate_principals,
+    maybe_principal,
+    unauthorized,
+)
 from plait.server.errors import ApiError
 from plait.server.ratelimit import client_address, rate_limit, record_failure, take
 from plait.server.routes import mfa
@@ -256,6 +263,7 @@ def refresh(request: Request, body: RefreshRequest, services: ServicesDep) -> To
         if new is not None:
             accounts.revoke_family(new.family_id, now)
         audit.record(services, request, "refresh", resource, "denied", {"reason": reason})
+        invalidate_principals(services)
         if reason == "reused":
             raise unauthorized("refresh token reused: the session was revoked; log in again")
         raise unauthorized("invalid refresh token", invalid=True)
@@ -285,6 +293,7 @@ def logout(
         families.add(who.session)
     for family in families:
         accounts.revoke_family(family, now)
+        invalidate_principals(services)
     return Response(status_code=204)
 
 
@@ -376,6 +385,7 @@ def revoke_session(
     if session is None or not (_own(who, session.user_id) or who.can("users:manage", None)):
         raise NotFound("session not found")  # another's session: not even its existence
     services.accounts.revoke_family(session.id, now)
+    invalidate_principals(services)
     return Response(status_code=204)
 
 

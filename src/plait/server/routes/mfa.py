@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from plait.errors import NotFound
 from plait.security import totp
 from plait.security.passwords import verify_password
-from plait.server.deps import Authenticated, Principal, require
+from plait.server.deps import Authenticated, Principal, invalidate_principals, require
 from plait.server.errors import ApiError
 from plait.server.ratelimit import record_failure
 from plait.server.services import Services, get_services
@@ -187,4 +187,5 @@ def reset(body: ResetRequest, services: ServicesDep, who: UserAdmin) -> Response
         raise NotFound(f"user {body.user!r} not found")
     services.accounts.mfa.remove(user.id)
     services.accounts.revoke_sessions(user.id, services.clock())
+    invalidate_principals(services)
     return Response(status_code=204)

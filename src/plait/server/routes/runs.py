@@ -36,7 +36,7 @@ from plait.server.routes.runs_views import (
     run_out,
 )
 from plait.server.services import Services, get_services
-from plait.store.base import RunFilter
+from plait.store.base import RunFilter, RunSnapshot
 
 router = APIRouter(tags=["runs"])
 router.include_router(runs_logs.router)
@@ -51,8 +51,12 @@ _STATUSES = {str(s) for s in RunStatus}
 
 def detail(services: Services, run_id: str) -> RunDetail:
     """The full view of one run (blocking: call from the thread pool)."""
-    snap = services.store.load_run(run_id)
+    return _detail_of(services, services.store.load_run(run_id))
+
+
+def _detail_of(services: Services, snap: RunSnapshot) -> RunDetail:
     run = snap.run
+    run_id = run.id
     plan = services.runs.plan(run.version_id or 0)
     attempts = services.store.attempts(run_id)
     version = runs_access.version_number(services, run.version_id)
@@ -151,11 +155,20 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, summary="One run with its steps")
-def get_run(run_id: str, services: ServicesDep, who: PrincipalDep) -> RunDetail:
+async def get_run(run_id: str, services: ServicesDep, who: PrincipalDep) -> Response:
     """The run with its steps: statuses, attempts, outputs (secrets masked), timings,
     and why each step that is not running is not."""
-    runs_access.readable_run(services, who, run_id, "runs:read")
-    return detail(services, run_id)
+    # The hot read (status polling): one hop to the thread pool for the store, and the
+    # body is serialised there from the model already built, not validated again by
+    # FastAPI (``response_model`` still documents it).
+    body = await run_in_threadpool(_read_run, services, who, run_id)
+    return Response(body, media_type="application/json")
+
+
+def _read_run(services: Services, who: Principal, run_id: str) -> bytes:
+    snap = services.store.load_run(run_id)
+    runs_access.check_readable(who, snap.run, run_id, "runs:read")
+    return _detail_of(services, snap).model_dump_json().encode()
 
 
 # -- control -------------------------------------------------------------------------------

@@ -37,11 +37,16 @@ def readable_run(services: Services, who: Principal, run_id: str, permission: st
     the caller cannot even read is reported missing, not forbidden, so run ids do not
     reveal which namespaces exist."""
     run = services.store.load_run(run_id).run
+    check_readable(who, run, run_id, permission)
+    return run
+
+
+def check_readable(who: Principal, run: RunState, run_id: str, permission: str) -> None:
+    """:func:`readable_run` for a run already loaded."""
     allowed = readable_namespaces(who, "runs:read")
     if allowed is not None and run.namespace not in allowed:
         raise NotFound(f"run {run_id} not found")
     check(who, permission, run.namespace)
-    return run
 
 
 def workflow_version(
