@@ -97,6 +97,9 @@ class RunOut(BaseModel):
     reason: str | None = Field(description="Why the run is not running, when it is not.")
     cancel_requested: bool
     parent_run_id: str | None
+    concurrency_key: str | None = Field(
+        None, description="The run's rendered `concurrency.key`, when its workflow has one."
+    )
     created_at: dt.datetime | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -146,6 +149,7 @@ def run_fields(run: RunState, version: int | None) -> dict[str, Any]:
         "reason": run.reason,
         "cancel_requested": run.cancel_requested,
         "parent_run_id": run.parent_run_id,
+        "concurrency_key": run.concurrency_key,
         "created_at": when(run.created_at),
         "started_at": when(run.started_at),
         "finished_at": when(run.finished_at),
