@@ -448,16 +448,35 @@ def _remove_dir(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+#: Plait's own credentials never reach a step: a workflow author must not read the key
+#: that signs access tokens or seals secrets, the store's URL, or secrets of other
+#: namespaces (a step gets the secrets it names through ``${{ secrets.NAME }}``).
+_WITHHELD = frozenset(
+    os.fsencode(name)
+    for name in (
+        "PLAIT_JWT_SECRET",
+        "PLAIT_SECRET_KEY",
+        "PLAIT_SECRET_KEY_FILE",
+        "PLAIT_DATABASE_URL",
+        "PLAIT_ADMIN_PASSWORD",
+        "PLAIT_TOKEN",
+    )
+)
+_WITHHELD_PREFIXES = (b"PLAIT_SECRET_", b"PLAIT_CHANNEL_")
+
+
 def _base_environ() -> dict[bytes, bytes]:
-    """A copy of this process's environment, as bytes.
+    """A copy of this process's environment, as bytes, without Plait's credentials.
 
     Copying ``os.environ``'s own bytes mapping is ~100x cheaper than re-encoding every
     variable through ``os.environ`` (tens of microseconds on each spawn).
     """
     data = getattr(os.environ, "_data", None)
-    if isinstance(data, dict):
-        return dict(data)
-    return {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
+    if not isinstance(data, dict):
+        data = {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
+    return {
+        k: v for k, v in data.items() if k not in _WITHHELD and not k.startswith(_WITHHELD_PREFIXES)
+    }
 
 
 def _read_outputs(path: str) -> dict[str, str]:

@@ -60,6 +60,10 @@ class WorkflowAction(Action):
         except NotFound:
             message = f"no deployed workflow {input.workflow!r}"
             raise ActionFailed(message, retryable=False) from None
+        if getattr(version, "namespace", ctx.namespace) != ctx.namespace:
+            # a sub-workflow runs with the caller's rights: never in another namespace
+            message = f"no deployed workflow {input.workflow!r} in namespace {ctx.namespace!r}"
+            raise ActionFailed(message, retryable=False)
         child = child_run_id(ctx.run_id, ctx.step, ctx.attempt)
         trigger = {
             "type": "workflow",

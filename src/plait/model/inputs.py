@@ -55,6 +55,22 @@ def _check(spec: InputPlan, value: Any, from_strings: bool) -> tuple[Any, str | 
     return value, None
 
 
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a string inside ``value`` holds a lone surrogate (``"\\ud800"`` in JSON):
+    such a value cannot be stored or sent back as UTF-8, so it is refused at the door."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, Mapping):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
+
+
 def validate_inputs(
     plan: Plan, given: Mapping[str, Any], *, from_strings: bool = False
 ) -> dict[str, Any]:
@@ -76,6 +92,8 @@ def validate_inputs(
     for name, spec in plan.inputs.items():
         if name in given:
             values[name], problem = _check(spec, given[name], from_strings)
+            if problem is None and has_lone_surrogate(given[name]):
+                problem = f"{name!r} contains a lone UTF-16 surrogate, which is not text"
             if problem:
                 problems.append((name, problem))
         elif spec.has_default:

@@ -38,7 +38,10 @@ def create_app(services: Services) -> FastAPI:
     from plait.server import metrics
 
     metrics.install(app)
-    audit_log.install(app)  # outermost: refusals (401, 413) are recorded too
+    audit_log.install(app)  # refusals (401, 413) are recorded too
+    from plait.server import headers
+
+    headers.install(app, services)  # outermost: every response, refusals included
 
     from plait.server.routes import (
         accounts,

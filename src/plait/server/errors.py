@@ -140,6 +140,11 @@ def install(app: FastAPI) -> None:
     async def _expression(request: Request, exc: ExpressionError) -> JSONResponse:
         return error_response(422, str(exc), code="invalid_expression")
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # a number beyond what the store can hold (e.g. an id of 2**70) is bad input
+        return error_response(422, "a number in the request is out of range")
+
     @app.exception_handler(PlaitError)
     async def _plait(request: Request, exc: PlaitError) -> JSONResponse:
         return error_response(400, str(exc))

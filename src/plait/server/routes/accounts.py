@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from plait.errors import NotFound
 from plait.security.passwords import hash_password, verify_password
 from plait.security.rbac import ROLES, can_grant
-from plait.security.tokens import expand_scopes, new_api_token, validate_scopes
+from plait.security.tokens import expand_scopes, new_api_token, scope_allows, validate_scopes
 from plait.server import bootstrap
 from plait.server.deps import Authenticated, Principal, check, invalidate_principals, require
 from plait.server.errors import ApiError
@@ -254,6 +254,7 @@ def _token_out(token: ApiToken) -> TokenOut:
 def create_token(body: TokenCreate, services: ServicesDep, who: Authenticated) -> TokenCreated:
     """A new API token, returned once. Default scopes: read-only. Creating one for
     another user needs ``tokens:manage``."""
+    _tokens_need_a_login(who)
     owner = find_user(services, body.user) if body.user else services.accounts.get_user(who.user_id)
     if owner.id != who.user_id:
         check(who, "tokens:manage", None)
@@ -296,6 +297,7 @@ def list_tokens(
 )
 def revoke_token(token_id: int, services: ServicesDep, who: Authenticated) -> Response:
     """Revoke one of your tokens, or anyone's with ``tokens:manage``. Idempotent."""
+    _tokens_need_a_login(who)
     try:
         token = services.accounts.get_api_token(token_id)
     except NotFound:
@@ -306,6 +308,18 @@ def revoke_token(token_id: int, services: ServicesDep, who: Authenticated) -> Re
     services.accounts.revoke_api_token(token_id, now=services.clock())
     invalidate_principals(services)
     return Response(status_code=204)
+
+
+def _tokens_need_a_login(who: Principal) -> None:
+    """An API token manages tokens only with the ``admin`` scope: otherwise a leaked
+    short-lived read token could mint itself a token that never expires, or revoke its
+    owner's other tokens."""
+    if who.kind == "token" and not scope_allows(who.scopes or (), "admin"):
+        raise ApiError(
+            403,
+            "managing API tokens with an API token needs the admin scope; "
+            "log in as the user instead",
+        )
 
 
 # -- role bindings ---------------------------------------------------------------------

@@ -58,6 +58,10 @@ def publish(body: PublishBody, services: ServicesDep, who: PrincipalDep) -> Publ
         check(who, "events:publish", None)
     if body.type.startswith("run.") or body.type.startswith("step."):
         raise ApiError(422, "run.* and step.* events are emitted by Plait itself")
+    from plait.model.inputs import has_lone_surrogate
+
+    if has_lone_surrogate(body.payload) or has_lone_surrogate(body.source or ""):
+        raise ApiError(422, "the event contains a lone UTF-16 surrogate, which is not text")
     if len(json.dumps(body.payload)) > MAX_PAYLOAD:
         raise ApiError(413, f"the payload is larger than {MAX_PAYLOAD} bytes of JSON")
     event_id = services.server_store.publish_event(body.type, body.source, body.payload, who.actor)

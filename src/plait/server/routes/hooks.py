@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from plait.errors import NotFound
+from plait.model.inputs import has_lone_surrogate
 from plait.runtime.ids import new_run_id
 from plait.server.errors import ApiError
 from plait.server.ratelimit import rate_limit
@@ -112,6 +113,8 @@ def _receive(services: Services, req: _Request) -> tuple[str, bool]:
         now=services.clock(),
     )
     payload = parse_body(req.body, req.content_type, max_bytes=services.max_body_bytes)
+    if has_lone_surrogate(payload):
+        raise ApiError(422, "the body contains a lone UTF-16 surrogate, which is not text")
     key = delivery_key(req.workflow, req.delivery)
     run_id = new_run_id(services.clock())
     if key is not None:

@@ -197,7 +197,7 @@ async def _source(request: Request) -> str:
     if media == "application/json":
         try:
             return SourceBody.model_validate(json.loads(body)).source
-        except ValueError as exc:  # bad JSON or no "source" string (pydantic's error too)
+        except (ValueError, RecursionError) as exc:  # bad or too deeply nested JSON, no "source"
             raise ApiError(422, 'the body must be JSON {"source": "<YAML text>"}') from exc
     if media not in YAML_TYPES:
         raise ApiError(415, 'send the YAML text as application/yaml, or JSON {"source": ...}')
