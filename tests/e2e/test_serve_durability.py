@@ -182,9 +182,20 @@ def test_serve_deploys_examples_and_runs_them(serve: Serve, tmp_path: Path) -> N
     serve.env["PLAIT_DEMO_DIR"] = str(tmp_path / "demo")
     assert serve.proc is None
     serve.proc = subprocess.Popen(
-        [sys.executable, "-m", "plait.cli", "serve", "--port", str(serve.port),
-         "--deploy", str(ROOT / "examples")],
-        cwd=tmp_path, env=serve.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "plait.cli",
+            "serve",
+            "--port",
+            str(serve.port),
+            "--deploy",
+            str(ROOT / "examples"),
+        ],
+        cwd=tmp_path,
+        env=serve.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,
     )
     deadline = time.monotonic() + 30
@@ -201,9 +212,22 @@ def test_serve_deploys_examples_and_runs_them(serve: Serve, tmp_path: Path) -> N
     assert {"hello", "deployment", "retries", "fan-out", "rollback"} <= names
     env = {**serve.env, "PLAIT_SERVER": serve.url, "PLAIT_TOKEN": token}
     res = subprocess.run(
-        [sys.executable, "-m", "plait.cli", "trigger", "deployment", "-i", "version=3.1.4",
-         "--wait"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "plait.cli",
+            "trigger",
+            "deployment",
+            "-i",
+            "version=3.1.4",
+            "--wait",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.startswith("run ")
