@@ -71,7 +71,7 @@ def test_enrolment_then_login_needs_a_fresh_code(
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["otpauth_uri"].startswith("otpauth://totp/Plait:mia?secret=")
-        assert body["qr_svg"] is None
+        assert body["qr_svg"].startswith("<svg")  # the URI as a QR code for the UI
         assert c.get("/api/v1/auth/mfa").json() == {
             "enabled": False,
             "pending": True,

@@ -14,8 +14,8 @@ owner may not change how that owner logs in. Wrong passwords and codes given her
 count towards the account lockout, like at login, so a stolen access token cannot be
 used to guess the password. Every call is audited by the audit middleware.
 
-The QR code is not drawn here (no QR encoder among the dependencies): ``qr_svg`` is
-null and the UI renders ``otpauth_uri`` as a QR code in the browser.
+The enrolment answer carries the ``otpauth://`` URI and the same as a QR code in SVG
+(drawn with segno, a small pure-Python encoder), ready for the UI to show.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Enrolment(BaseModel):
     secret: str = Field(description="Base32 TOTP secret, for typing into an app by hand.")
     otpauth_uri: str = Field(description="The `otpauth://totp/…` URI to show as a QR code.")
     qr_svg: str | None = Field(
-        default=None, description="Always null: the UI renders `otpauth_uri` as a QR code."
+        default=None, description="`otpauth_uri` as an inline SVG QR code for the UI."
     )
 
 
@@ -119,7 +119,7 @@ def enroll(services: ServicesDep, who: Authenticated) -> Enrolment:
     secret = totp.new_secret()
     services.accounts.mfa.start(user.id, secret, services.clock())
     uri = totp.provisioning_uri(secret, user.name, issuer=ISSUER)
-    return Enrolment(secret=secret, otpauth_uri=uri)
+    return Enrolment(secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
 
 
 @router.post(
@@ -189,3 +189,14 @@ def reset(body: ResetRequest, services: ServicesDep, who: UserAdmin) -> Response
     services.accounts.revoke_sessions(user.id, services.clock())
     invalidate_principals(services)
     return Response(status_code=204)
+
+
+def qr_svg(uri: str) -> str | None:
+    """The URI as an inline SVG QR code; None if it cannot be encoded."""
+    try:
+        import segno
+
+        svg: str = segno.make(uri, error="m").svg_inline(scale=4)
+    except (ImportError, ValueError):
+        return None
+    return svg
