@@ -47,12 +47,14 @@ log = logging.getLogger(__name__)
 CORS_ENV = "PLAIT_CORS_ORIGINS"
 HSTS = "max-age=31536000; includeSubDomains"
 
-#: The policy for the UI and the API: everything from this origin, nothing inline.
+#: The policy for the UI and the API: everything from this origin and no inline script.
+#: Inline *styles* are allowed: the canvas (React Flow) and the editor (CodeMirror)
+#: position elements with style attributes, and styles cannot run code.
 CSP = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
-        "style-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "font-src 'self'",
         "connect-src 'self'",
