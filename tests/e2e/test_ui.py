@@ -296,7 +296,7 @@ def test_administration_screens(page: Any, server: str) -> None:
 def test_keyboard_only_login(page: Any, server: str) -> None:
     page.goto("/")
     # the user name field takes focus once the app has rendered
-    page.wait_for_function("document.activeElement && document.activeElement.name === 'username'")
+    page.locator("input[name=username]:focus").wait_for()
     page.keyboard.type(USER)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)

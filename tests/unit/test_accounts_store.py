@@ -4,8 +4,6 @@ concurrent appends."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,34 +17,15 @@ from plait.security.rbac import RoleBinding
 from plait.security.tokens import RefreshFamily, hash_token
 from plait.store.accounts import AccountStore, AuditFilter
 from plait.store.migrate import open_store
+from tests.pg import fresh_database
 
-ADMIN_URL = os.environ.get(
-    "PLAIT_TEST_POSTGRES_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 NOW = 1_800_000_000.0
 
 
 @pytest.fixture(scope="module")
 def postgres_db() -> Iterator[str]:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    name = f"plait_acct_{secrets.token_hex(5)}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("PLAIT_TEST_SKIP_POSTGRES") == "1":
-            pytest.skip(f"PostgreSQL unreachable at {ADMIN_URL}")
-        pytest.fail(f"PostgreSQL unreachable at {ADMIN_URL}: {exc.orig}", pytrace=False)
-    try:
-        yield sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-            )
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.dispose()
+    with fresh_database("plait_acct") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

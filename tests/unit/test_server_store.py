@@ -4,8 +4,6 @@ schedules and fires, secrets sealed at rest, published events."""
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from plait.errors import ConflictError, NotFound, StoreError
 from plait.security.crypto import Keyring
@@ -22,32 +19,12 @@ from plait.store.migrate import open_store
 from plait.store.server import ServerStore
 from plait.store.sql import SqlStore
 from plait.triggers.schedule import fire_key
-
-ADMIN_URL = os.environ.get(
-    "PLAIT_TEST_POSTGRES_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+from tests.pg import fresh_database
 
 
 def _postgres() -> Iterator[str]:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    name = f"plait_ss_{secrets.token_hex(5)}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("PLAIT_TEST_SKIP_POSTGRES") == "1":
-            pytest.skip(f"PostgreSQL unreachable at {ADMIN_URL}")
-        pytest.fail(f"PostgreSQL unreachable at {ADMIN_URL}: {exc.orig}", pytrace=False)
-    try:
-        yield sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-            )
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.dispose()
+    with fresh_database("plait_ss") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

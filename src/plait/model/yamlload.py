@@ -35,7 +35,7 @@ Pos = tuple[int, int]
 _TAG = "tag:yaml.org,2002:"
 _DECIMAL = re.compile(r"[-+]?[0-9]+")
 #: Alias expansion bound: a "billion laughs" document stops here instead of eating memory.
-MAX_NODES = 2_000_000
+MAX_NODES = 200_000
 
 
 @dataclass(slots=True)
