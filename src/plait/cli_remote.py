@@ -400,11 +400,12 @@ def runs_cancel(
     second."""
     if not server:
         from plait.errors import NotFound
+        from plait.runtime.service import DecisionError
 
         service = _local_service()
         try:
             state = service.cancel(run_id, "cancelled with plait runs cancel")
-        except NotFound as exc:
+        except (NotFound, DecisionError) as exc:
             _say_error(str(exc))
             raise typer.Exit(EXIT_USAGE) from None
         finally:

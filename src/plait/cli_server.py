@@ -81,12 +81,14 @@ def deploy_files(services: Any, paths: list[Path], author: str = "plait serve") 
     """Deploy workflow files, reporting each (problems as FILE:LINE:COL: message)."""
     from plait.errors import PlaitError, ValidationError
     from plait.model import load_workflow
+    from plait.server.routes.workflows import check_schedules
 
     files = [f for p in paths for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
     for path in files:
         try:
             loaded = load_workflow(path.read_text(), str(path), services.registry.input_models())
             plan = loaded.plan
+            check_schedules(plan)  # the same refusals as POST /workflows
             version, created = services.server_store.deploy(
                 plan.namespace,
                 plan.name,
@@ -99,7 +101,8 @@ def deploy_files(services: Any, paths: list[Path], author: str = "plait serve") 
             )
         except ValidationError as exc:
             for problem in exc.problems:
-                typer.echo(str(problem), err=True)
+                where = problem if problem.line else f"{path}: {problem.message}"
+                typer.echo(str(where), err=True)
             continue
         except (OSError, PlaitError) as exc:
             typer.echo(f"{path}: not deployed: {exc}", err=True)

@@ -99,3 +99,13 @@ def test_cancel_a_local_run_from_another_terminal(
     assert "tidied" in out
     doc = json.loads(next((tmp_path / "res").glob("*.json")).read_text())
     assert doc["status"] == "cancelled"
+
+
+def test_cancelling_a_finished_local_run_is_refused(plait: Plait, tmp_path: Path) -> None:
+    done = plait("run", str(ROOT / "examples" / "hello.yaml"), "--results-dir", str(tmp_path))
+    run_id = done.stdout.split()[1]
+    res = plait("runs", "cancel", run_id)
+    assert res.returncode == 2
+    assert "already ended (succeeded)" in res.stderr
+    shown = json.loads(plait("runs", "show", run_id, "--json").stdout)
+    assert shown["status"] == "succeeded"

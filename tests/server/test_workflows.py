@@ -5,6 +5,9 @@ schedules synced on deploy."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import pytest
 
 from plait.server.bootstrap import create_user
 
@@ -218,3 +221,21 @@ def test_schedules_are_synced_on_deploy_and_visible(server: LiveServer) -> None:
         bad = workflow(extra="triggers:\n  - schedule: {cron: '0 0 2 * * *'}\n")
         r = c.post("/api/v1/workflows", json={"source": bad})
         assert r.status_code == 422, r.text
+
+
+def test_serve_deploy_refuses_what_the_api_refuses(
+    sqlite_server: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plait serve --deploy` applies the same schedule check as POST /workflows."""
+    from plait.cli_server import deploy_files
+    from plait.errors import NotFound
+
+    bad = tmp_path / "bad-cron.yaml"
+    bad.write_text(
+        "name: bad-cron\ntriggers:\n  - schedule: {cron: '0 0 * * * *'}\n"
+        "steps:\n  - id: a\n    run: echo a\n"
+    )
+    deploy_files(sqlite_server.services, [bad])
+    with pytest.raises(NotFound):
+        sqlite_server.services.server_store.get_workflow("bad-cron")
+    assert "bad-cron" in capsys.readouterr().err

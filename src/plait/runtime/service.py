@@ -177,7 +177,7 @@ class RunService:
         for other in decided[-1].supersede:
             try:  # the new run exists and runs: a failed cancel must not hide it
                 self.cancel(other, concurrency.superseded_reason(run.id))
-            except NotFound:
+            except (NotFound, DecisionError):  # gone, or ended in the meantime
                 continue
             except PlaitError:
                 log.exception("run %s: cannot cancel superseded run %s", run.id, other)
@@ -215,8 +215,15 @@ class RunService:
 
     def cancel(self, run_id: str, reason: str = "cancelled by user") -> RunState:
         """Cancel a run: queued and waiting steps end at once; the worker running the
-        others sees the flag and stops them (their processes are killed)."""
-        return self._apply(run_id, lambda m: m.cancel(self.clock(), reason))
+        others sees the flag and stops them (their processes are killed). A run that has
+        already ended raises DecisionError (409)."""
+
+        def apply(m: RunMachine) -> Transition:
+            if m.run.status.terminal:
+                raise DecisionError(f"run {run_id} has already ended ({m.run.status})")
+            return m.cancel(self.clock(), reason)
+
+        return self._apply(run_id, apply)
 
     def retry(self, run_id: str, *, version_id: int | None = None) -> RunState:
         """Run a finished, unsuccessful run again from its failures: succeeded steps keep

@@ -207,7 +207,7 @@ async def _source(request: Request) -> str:
         raise ApiError(400, "the workflow text is not valid UTF-8") from exc
 
 
-def _check_schedules(plan: Plan) -> None:
+def check_schedules(plan: Plan) -> None:
     """Refuse a schedule the scheduler could not run (croniter accepts more than it)."""
     from plait.triggers.schedule import Schedule
 
@@ -236,7 +236,7 @@ def _deploy(services: Services, who: Principal, source: str) -> tuple[Deployed, 
     loaded = load_workflow(source, "workflow.yaml", services.registry.input_models())
     plan = loaded.plan
     check(who, "workflows:deploy", plan.namespace)
-    _check_schedules(plan)
+    check_schedules(plan)
     version, created = services.server_store.deploy(
         plan.namespace,
         plan.name,
@@ -422,7 +422,7 @@ def rollback(name: str, body: RollbackBody, services: ServicesDep, who: Principa
     check(who, "workflows:rollback", workflow.namespace)
     target = services.server_store.version(name, body.version)
     plan = services.runs.plan(target.id)
-    _check_schedules(plan)
+    check_schedules(plan)
     version = services.server_store.rollback(
         name,
         body.version,
