@@ -3,7 +3,8 @@
 This module is a composition root (outside ``runtime/``, which reaches storage only
 through the store interface): it opens the store, keys, actions and runner. The
 embedded store lives in ``$PLAIT_HOME`` (SQLite, WAL); secret values at rest are sealed
-with the home's key.
+with the home's key. Steps' connections come from that store (``plait connections
+set``), then from ``PLAIT_CONNECTION_<NAME>`` variables.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plait.actions.connections import Connection, ConnectionSource
 from plait.actions.registry import ActionRegistry
 from plait.engine.state import RunState, StepState
 from plait.model.plan import Plan
@@ -130,7 +132,35 @@ def open_home_store(settings: Settings) -> Store:
     from plait.store.migrate import open_store
 
     keyring = Keyring.load_or_create(settings.home)
-    return open_store(settings.database_url, keyring)
+    return open_store(settings.database_url, keyring, lite=True)
+
+
+def home_connections(store: Store) -> ConnectionSource:
+    """The connections of the home store (the run's namespace, then ``*``; credentials
+    unsealed with the home's key), then ``PLAIT_CONNECTION_<NAME>`` variables. A store
+    that is not SQL (an in-memory test store) has only the variables. The store's
+    part is built when a step first asks for a connection: most runs never do, and
+    it needs SQLAlchemy, which ``plait run`` otherwise does without."""
+    from plait.actions.connections import ChainedConnections, EnvConnections
+    from plait.store.sql import SqlStore
+
+    if not isinstance(store, SqlStore):
+        return EnvConnections()
+    sql_store = store
+
+    class _HomeConnections:
+        def __init__(self) -> None:
+            self._chain: ConnectionSource | None = None
+
+        def get(self, namespace: str, name: str) -> Connection:
+            if self._chain is None:
+                from plait.store.server_connections import ConnectionStore, StoreConnections
+
+                own = StoreConnections(ConnectionStore(sql_store))
+                self._chain = ChainedConnections(own, EnvConnections())
+            return self._chain.get(namespace, name)
+
+    return _HomeConnections()
 
 
 def load_source(source: str, filename: str, registry: ActionRegistry) -> Plan:
@@ -152,7 +182,12 @@ class LocalSession:
         self.settings = settings or Settings.from_env()
         self.store = store or open_home_store(self.settings)
         self.registry = ActionRegistry()
-        self.runner = Runner(self.store, self.registry, listener=listener)
+        self.runner = Runner(
+            self.store,
+            self.registry,
+            listener=listener,
+            services={"connections": home_connections(self.store)},
+        )
 
     async def run(
         self,

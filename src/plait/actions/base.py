@@ -17,11 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from plait.errors import ActionError
+from plait.errors import ActionError, PlaitError
+
+if TYPE_CHECKING:
+    from plait.actions.connections import Connection
 
 
 class ActionInput(BaseModel):
@@ -43,15 +46,23 @@ class ActionResult:
 class ActionFailed(ActionError):
     """A failure the action reports on purpose, optionally with partial outputs.
 
-    ``retryable=False`` tells the engine that trying again cannot help.
+    ``retryable=False`` tells the engine that trying again cannot help; ``retry_after``
+    (seconds) that the other side asked for a pause (HTTP ``Retry-After``), so the next
+    retry waits at least that long.
     """
 
     def __init__(
-        self, message: str, outputs: Mapping[str, Any] | None = None, *, retryable: bool = True
+        self,
+        message: str,
+        outputs: Mapping[str, Any] | None = None,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.outputs = dict(outputs or {})
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 LogSink = Callable[[str, str], None]
@@ -79,6 +90,27 @@ class ActionContext:
     namespace: str = "default"
     #: for ``uses: workflow`` and other server-side actions (set by the runtime)
     services: Mapping[str, Any] = field(default_factory=dict)
+    #: resolves a connection name (set by the runtime; see :meth:`connection`)
+    connections: Callable[[str], Connection] | None = None
+    #: adds a value to the run's masking (set by the runtime; see :meth:`add_secret`)
+    secret_sink: Callable[[str], None] | None = None
+
+    def connection(self, name: str) -> Connection:
+        """The connection ``name`` of this run's namespace, credentials revealed and
+        already masked in the run's logs. A missing one fails the attempt for good."""
+        if self.connections is None:
+            raise ActionFailed("connections are not available here", retryable=False)
+        try:
+            return self.connections(name)
+        except PlaitError as exc:
+            raise ActionFailed(str(exc), retryable=False) from None
+
+    def add_secret(self, value: str) -> None:
+        """Mask ``value`` in this run's logs, errors and outputs from now on: for
+        credentials an action obtains at run time (an OAuth2 access token), which the
+        runtime cannot know in advance the way it knows secrets and connections."""
+        if self.secret_sink is not None and value:
+            self.secret_sink(value)
 
     @property
     def idempotency_key(self) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -39,6 +40,15 @@ BUILTINS: dict[str, str] = {
     "approval": "plait.actions.approval:ApprovalAction",
     "workflow": "plait.actions.subworkflow:WorkflowAction",
     "notify": "plait.actions.notify:NotifyAction",
+    "sql": "plait.actions.sql:SqlAction",
+    "git": "plait.actions.git:GitAction",
+    "file": "plait.actions.files:FileAction",
+    "archive": "plait.actions.archive:ArchiveAction",
+    "s3": "plait.actions.s3:S3Action",
+    "rabbitmq.publish": "plait.actions.publish:RabbitMqPublish",
+    "redis.publish": "plait.actions.publish:RedisPublish",
+    "nats.publish": "plait.actions.publish:NatsPublish",
+    "mqtt.publish": "plait.actions.publish:MqttPublish",
 }
 
 
@@ -85,10 +95,11 @@ class ActionRegistry:
         self._load_entry_points()
         return sorted({*self._lazy, *self._classes})
 
-    def input_models(self) -> dict[str, type[BaseModel]]:
+    def input_models(self) -> Mapping[str, type[BaseModel]]:
         """The input model of every action (what the workflow validator checks
-        ``with:`` against)."""
-        return {name: self.get_class(name).Input for name in self._loadable()}
+        ``with:`` against), as a mapping that imports an action only when a workflow
+        uses it — validating a file of shell steps imports neither httpx nor boto3."""
+        return _InputModels(self)
 
     def describe(self) -> list[dict[str, Any]]:
         """Name, version, description, source and JSON Schemas of every action."""
@@ -178,6 +189,26 @@ class ActionRegistry:
         return UnknownAction(
             f"unknown action {name!r}{hint} (available: {', '.join(known) or 'none'})"
         )
+
+
+class _InputModels(Mapping[str, type[BaseModel]]):
+    def __init__(self, registry: ActionRegistry) -> None:
+        self._registry = registry
+
+    def __getitem__(self, name: str) -> type[BaseModel]:
+        try:
+            return self._registry.get_class(name).Input
+        except UnknownAction:
+            raise KeyError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._registry._loadable()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry._loadable())
+
+    def __len__(self) -> int:
+        return len(self._registry._loadable())
 
 
 def _check_class(cls: Any, name: str) -> None:

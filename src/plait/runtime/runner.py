@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from plait.actions.base import ActionContext
+from plait.actions.connections import Connection
 from plait.actions.registry import ActionRegistry
 from plait.engine.api import Outcome, Transition
 from plait.engine.machine import RunMachine
@@ -498,6 +499,8 @@ class Runner:
             mask=h.masker.mask,
             namespace=h.plan.namespace,
             services=self.services,
+            connections=self._connections(h),
+            secret_sink=h.masker.add,
             deadline=(self.clock() + node.timeout) if node.timeout else None,
         )
         outcome = await run_attempt(
@@ -505,6 +508,20 @@ class Runner:
         )
         _taint(h.masker, outcome.sealed_outputs)
         return outcome
+
+    def _connections(self, h: _Run) -> Callable[[str], Connection]:
+        def resolve(name: str) -> Connection:
+            source = self.services.get("connections")
+            if source is None:
+                from plait.actions.connections import EnvConnections
+
+                source = self.services["connections"] = EnvConnections()
+            found: Connection = source.get(h.plan.namespace, name)
+            for value in found.secrets:
+                h.masker.add(value)
+            return found
+
+        return resolve
 
     # -- logs and background work -------------------------------------------------------
     def _log(self, h: _Run, key: str, attempt: int, stream: str, line: str) -> None:

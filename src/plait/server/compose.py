@@ -13,6 +13,13 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from plait.actions.connections import (
+    ChainedConnections,
+    ConnectionSource,
+    ConnectionTypes,
+    EnvConnections,
+    default_types,
+)
 from plait.actions.registry import ActionRegistry
 from plait.runtime.service import RunService
 from plait.security.tokens import TokenIssuer
@@ -22,6 +29,7 @@ from plait.store.accounts import AccountStore
 from plait.store.migrate import open_store
 from plait.store.rekey import ReloadingKeyring
 from plait.store.server import ServerStore
+from plait.store.server_connections import StoreConnections
 
 JWT_ENV = "PLAIT_JWT_SECRET"
 
@@ -69,7 +77,8 @@ def build_services(
         store, registry, clock=clock, secrets=secret_source, wake=wake, slots=server_store
     )
     limit = max_body_bytes or int(os.environ.get("PLAIT_MAX_BODY_BYTES", 1_048_576))
-    return Services(
+    types = default_types()
+    made = Services(
         settings=settings,
         store=store,
         server_store=server_store,
@@ -81,6 +90,15 @@ def build_services(
         clock=clock,
         max_body_bytes=limit,
     )
+    made.extras["connection_types"] = types
+    made.extras["connections"] = connection_source(server_store, types)
+    return made
+
+
+def connection_source(store: ServerStore, types: ConnectionTypes) -> ConnectionSource:
+    """Where steps' connections come from: the store (the run's namespace, then ``*``),
+    then ``PLAIT_CONNECTION_<NAME>`` variables of the worker's environment."""
+    return ChainedConnections(StoreConnections(store, types), EnvConnections(types=types))
 
 
 def work_root(settings: Settings) -> Path:

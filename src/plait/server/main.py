@@ -120,7 +120,12 @@ def _worker(services: Services, parts: Parts) -> Worker:
         secrets_for=runs.secrets_for,
         workdir_root=root,
         poll_interval=parts.poll_interval,
-        services={"runs": runs, "services": services, "resolve_workflow": _resolver(services)},
+        services={
+            "runs": runs,
+            "services": services,
+            "resolve_workflow": _resolver(services),
+            "connections": services.extras.get("connections"),
+        },
     )
 
 

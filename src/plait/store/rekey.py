@@ -7,8 +7,9 @@ other processes keep working:
 
 * **Every sealed column** is found from the schema: by convention every ``LargeBinary``
   column of :mod:`plait.store.tables` holds sealed values (``runs.sealed_inputs``,
-  ``steps.sealed_outputs``, ``secrets.sealed_value`` and any added later), so a new
-  sealed column is covered without changing this module. Empty values (``b""``: an
+  ``steps.sealed_outputs``, ``secrets.sealed_value``, ``connections.sealed_secrets``
+  and any added later), so a new sealed column is covered without changing this
+  module. Empty values (``b""``: an
   empty mapping, which needs no key) and NULL are left alone.
 * **Only stale values are read**: the key id is in the clear header of a sealed value,
   so the database selects the values whose header is not the current key's. A second

@@ -1,6 +1,6 @@
 """The server's records beside the run store: deployed workflows and their versions,
-labels, idempotency keys, and (through its parts) schedules, secrets and published
-events, and concurrency admission.
+labels, idempotency keys, and (through its parts) schedules, secrets, connections,
+published events, and concurrency admission.
 
 One SQLAlchemy Core code path over the :class:`~plait.store.sql.SqlStore`'s engine,
 writing through the store's own write path so SQLite keeps its single writer. Driver
@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from plait.errors import ConflictError, NotFound, StoreError
 from plait.store.base import Page, VersionRecord
 from plait.store.server_concurrency import ConcurrencyStore
+from plait.store.server_connections import ConnectionStore
 from plait.store.server_records import (
     GLOBAL_NAMESPACE,
     FireRecord,
@@ -50,10 +51,10 @@ from plait.store.tables import (
 ScheduleTriggers = Sequence[Mapping[str, Any]]
 
 
-class ServerStore(TriggerStore, SecretStore, ConcurrencyStore):
+class ServerStore(TriggerStore, SecretStore, ConnectionStore, ConcurrencyStore):
     """Deployments, versions and idempotency (here); schedules, fires and events
-    (:class:`TriggerStore`); secrets (:class:`SecretStore`); concurrency admission
-    (:class:`ConcurrencyStore`)."""
+    (:class:`TriggerStore`); secrets (:class:`SecretStore`); connections
+    (:class:`ConnectionStore`); concurrency admission (:class:`ConcurrencyStore`)."""
 
     def __init__(self, sql_store: SqlStore, clock: Callable[[], float] = time.time) -> None:
         super().__init__(sql_store, clock)

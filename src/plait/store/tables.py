@@ -400,3 +400,26 @@ login_sessions = Table(
     Column("second_factor", String(20), nullable=True),
     Index(None, "user_id"),
 )
+
+# -- integrations (migration 0006): connections -----------------------------------------
+
+# A named, typed credential set that steps refer to by name (``with: {connection: …}``).
+# ``config`` holds only the public fields; the credential fields are one JSON object
+# sealed with the store's keyring (so ``plait secrets rotate-key`` re-seals it like any
+# other ``LargeBinary`` column). ``secret_fields`` names the credentials that are set,
+# so listings show them without unsealing anything.
+connections = Table(
+    "connections",
+    metadata,
+    Column("namespace", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("config", Json, nullable=False),
+    Column("secret_fields", Json, nullable=False),
+    Column("sealed_secrets", LargeBinary, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("created_by", String(200), nullable=True),
+    Column("updated_by", String(200), nullable=True),
+    PrimaryKeyConstraint("namespace", "name"),
+)
