@@ -186,7 +186,8 @@ steps:
         assert time.monotonic() < deadline, _Receiver.received
         time.sleep(0.1)
     assert run["status"] == "failed"
-    assert {"text": "hello from noisy"} in _Receiver.received
+    slack = next(m for m in _Receiver.received if m.get("text") == "hello from noisy")
+    assert slack["blocks"][0]["text"]["text"] == "hello from noisy"  # Slack: text and blocks
     note = next(m for m in _Receiver.received if m.get("text") == "noisy failed")
     assert note["run_id"] == run["id"]
     assert note["status"] == "failed"

@@ -25,6 +25,8 @@ class Outcome:
       when masking changed them.
     * ``failed`` / ``timed_out`` — ``error`` says why; retries and ``on_error`` apply.
       ``retryable=False`` (e.g. an expression error in ``with:``) fails at once.
+      ``retry_after`` (seconds) is how long the other side asked us to wait (an HTTP
+      ``Retry-After``): the next retry waits at least that long.
     * ``cancelled`` — the runtime stopped it because the engine asked (cancel, run
       timeout).
     * ``interrupted`` — the process running it died; it runs again without using a
@@ -38,6 +40,7 @@ class Outcome:
     sealed_outputs: dict[str, Any] | None = None
     error: str | None = None
     retryable: bool = True
+    retry_after: float | None = None
     resume_at: float | None = None
     reason: str | None = None
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from plait.engine.api import Outcome, Transition
 from plait.engine.graph import BUSY, RunGraph, item_key, waiting_reason
-from plait.engine.retry import format_time, jitter_seed, retry_delay
+from plait.engine.retry import format_time, honour_retry_after, jitter_seed, retry_delay
 from plait.engine.scope import (
     ScopeBuilder,
     collect_outputs,
@@ -573,7 +573,7 @@ class RunMachine:
             self._finish(step, status, error=error)
             return
         seed = jitter_seed(self.run.id, step.key, step.attempt)
-        delay = retry_delay(policy, counted, seed=seed)
+        delay = honour_retry_after(retry_delay(policy, counted, seed=seed), outcome.retry_after)
         step.available_at = self._now + delay
         step.reason = f"retry {counted} of {policy.max} at {format_time(step.available_at)}"
         self._set_status(step, S.RETRYING)

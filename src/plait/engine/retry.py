@@ -50,6 +50,19 @@ def retry_delay(policy: RetryPolicy, retry: int, *, seed: str) -> float:
     return min(delay, random.Random(seed).uniform(delay / 2, delay))
 
 
+#: the longest wait a ``Retry-After`` can impose (a server asking for a day is not obeyed)
+MAX_RETRY_AFTER = 3600.0
+
+
+def honour_retry_after(delay: float, retry_after: float | None) -> float:
+    """The policy's ``delay``, lengthened to what the other side asked for (capped at
+    MAX_RETRY_AFTER): retrying a 429 before its ``Retry-After`` only earns another 429,
+    and uses up a retry. Nonsense values (negative, NaN) are ignored."""
+    if retry_after is None or not retry_after > 0:
+        return delay
+    return max(delay, min(retry_after, MAX_RETRY_AFTER))
+
+
 def format_time(at: float) -> str:
     """A timestamp as people read it in a reason: ``2026-01-02T03:04:05Z``."""
     try:

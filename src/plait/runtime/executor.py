@@ -110,6 +110,7 @@ async def run_attempt(
             outputs=mask_value(exc.outputs) or None,
             error=ctx.mask(str(exc)),
             retryable=exc.retryable,
+            retry_after=exc.retry_after,
         )
     except Exception as exc:  # an action's bug or an unexpected error is a failed attempt
         return Outcome("failed", error=ctx.mask(f"{type(exc).__name__}: {exc}"))
