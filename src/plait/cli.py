@@ -492,14 +492,34 @@ def _run_summary(run: Any) -> dict[str, Any]:
     }
 
 
-def _register_more() -> None:
-    # Commands that talk to a server or manage accounts live in their own modules.
-    from plait import cli_accounts, cli_ops, cli_remote, cli_server
+#: Commands defined in this module: invoking one does not need the others registered.
+_LOCAL_COMMANDS = frozenset({"run", "resume", "validate", "graph", "schema"})
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (after the global options)."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--log-level":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _register_more(argv: list[str] | None = None) -> None:
+    """Commands that talk to a server or manage accounts live in their own modules.
+    ``plait run`` and the other local commands do without them: importing and
+    registering them all would cost a tenth of the one-step run's start-up."""
+    if _command_of(sys.argv[1:] if argv is None else argv) in _LOCAL_COMMANDS:
+        return
+    from plait import cli_accounts, cli_connections, cli_ops, cli_remote, cli_server
 
     cli_server.register(app)
     cli_accounts.register(app)
     cli_remote.register(app, runs_app)
     cli_ops.register(app, runs_app)
+    cli_connections.register(app)
 
 
 _register_more()

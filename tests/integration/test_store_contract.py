@@ -20,6 +20,7 @@ from plait.engine.state import (
 )
 from plait.errors import ConflictError, NotFound, StoreError
 from plait.store.base import LogLine, RunFilter, Sealer, Store
+from plait.store.lite import LiteHooks
 from plait.store.migrate import open_store
 from plait.store.sql import SqlStore
 from plait.testing import MemoryStore
@@ -39,16 +40,22 @@ class XorSealer:
         return bytes(b ^ 0x5A for b in sealed[2:])
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["memory", "sqlite", "sqlite-lite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeStore]:
     made: list[Store] = []
 
     def make(sealer: Sealer | None = None) -> Store:
         store: Store
+        url = f"sqlite:///{tmp_path}/plait.db"
         if request.param == "memory":
             store = MemoryStore()
-        elif request.param == "sqlite":
-            store = open_store(f"sqlite:///{tmp_path}/plait.db", sealer)
+        elif request.param == "sqlite":  # SQLAlchemy's hooks, statements compiled here
+            store = open_store(url, sealer)
+        elif request.param == "sqlite-lite":  # sqlite3 and the kept statements
+            store = open_store(url, sealer, lite=True)
+            assert isinstance(store._hooks, LiteHooks)  # type: ignore[attr-defined]
         else:
             url = request.getfixturevalue("postgres_url")
             store = open_store(url, sealer)

@@ -27,11 +27,12 @@ import secrets as random
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from plait.errors import PlaitError
+
+if TYPE_CHECKING:  # imported on first seal or unseal: many processes never need it
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class Keyring:
         :meth:`rotate` writes back to (None for keys from the environment or memory)."""
         if not keys:
             raise CryptoError("a keyring needs at least one key")
-        self._keys: dict[str, AESGCM] = {}
-        self._raw: dict[str, bytes] = {}
+        self._keys: dict[str, bytes] = {}  # oldest first
+        self._aeads: dict[str, AESGCM] = {}
         for key_id, key in keys.items():
             self._add(key_id, key)
         self.path = path
@@ -66,7 +67,7 @@ class Keyring:
     @classmethod
     def generate(cls) -> Keyring:
         """A keyring with one fresh random key, in memory."""
-        return cls({"1": AESGCM.generate_key(bit_length=256)})
+        return cls({"1": os.urandom(KEY_BYTES)})
 
     @classmethod
     def from_text(cls, text: str, *, source: str = ENV_VAR) -> Keyring:
@@ -109,20 +110,23 @@ class Keyring:
         key_id = self.current_key_id
         header = _header(key_id)
         nonce = os.urandom(NONCE_BYTES)
-        return header + nonce + self._keys[key_id].encrypt(nonce, plaintext, header)
+        return header + nonce + self._aead(key_id).encrypt(nonce, plaintext, header)
 
     def unseal(self, sealed: bytes) -> bytes:
         key_id, header_len = self._read_header(sealed)
-        aead = self._keys.get(key_id)
-        if aead is None:
+        if key_id not in self._keys:
             known = ", ".join(self._keys)
             raise CryptoError(
                 f"this value was sealed with key {key_id!r}, which is not in the keyring "
                 f"(known: {known}); set {ENV_VAR} or restore the key file that has it"
             )
+        from cryptography.exceptions import InvalidTag
+
         nonce = sealed[header_len : header_len + NONCE_BYTES]
         try:
-            return aead.decrypt(nonce, sealed[header_len + NONCE_BYTES :], sealed[:header_len])
+            return self._aead(key_id).decrypt(
+                nonce, sealed[header_len + NONCE_BYTES :], sealed[:header_len]
+            )
         except InvalidTag:
             raise CryptoError(
                 f"a sealed value failed authentication with key {key_id!r}: it was altered, "
@@ -154,7 +158,7 @@ class Keyring:
                 "`id:base64` item (the last seals), restart, then re-seal"
             )
         key_id = self._next_id()
-        self._add(key_id, AESGCM.generate_key(bit_length=256))
+        self._add(key_id, os.urandom(KEY_BYTES))
         if self.path is not None:
             self.save(self.path)
         return key_id
@@ -162,14 +166,14 @@ class Keyring:
     def to_text(self) -> str:
         """The keys as ``id:base64`` items, comma-separated (the form of
         ``PLAIT_SECRET_KEY``). This is the secret: handle it as one."""
-        return ",".join(f"{k}:{base64.b64encode(v).decode()}" for k, v in self._raw.items())
+        return ",".join(f"{k}:{base64.b64encode(v).decode()}" for k, v in self._keys.items())
 
     def save(self, path: Path, *, exclusive: bool = False) -> None:
         """Write the key file atomically, 0600 in a 0700 directory. ``exclusive``: raise
         FileExistsError if it exists (two processes creating the first key must not both
         win)."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        text = "".join(f"{k}:{base64.b64encode(v).decode()}\n" for k, v in self._raw.items())
+        text = "".join(f"{k}:{base64.b64encode(v).decode()}\n" for k, v in self._keys.items())
         _write_private(path, text.encode("ascii"), exclusive=exclusive)
 
     # -- internals ---------------------------------------------------------------------
@@ -178,9 +182,16 @@ class Keyring:
             raise CryptoError(f"key {key_id!r} is {len(key)} bytes; AES-256 needs {KEY_BYTES}")
         _header(key_id)  # validates the id
         self._keys.pop(key_id, None)  # re-adding an id makes it the newest
-        self._raw.pop(key_id, None)
-        self._keys[key_id] = AESGCM(key)
-        self._raw[key_id] = key
+        self._aeads.pop(key_id, None)
+        self._keys[key_id] = key
+
+    def _aead(self, key_id: str) -> AESGCM:
+        aead = self._aeads.get(key_id)
+        if aead is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            aead = self._aeads[key_id] = AESGCM(self._keys[key_id])
+        return aead
 
     def _next_id(self) -> str:
         numbers = [int(k) for k in self._keys if k.isdigit()]

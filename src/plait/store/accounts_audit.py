@@ -20,7 +20,7 @@ from sqlalchemy import RowMapping, select, text
 
 from plait.errors import StoreError
 from plait.security.audit import AuditEntry, AuditEvent, seal_entry
-from plait.store.dialects import Hooks
+from plait.store.lite import StoreHooks as Hooks
 from plait.store.tables import audit_log
 
 # Any constant shared by every Plait process; "plaitaud" in ASCII, as a signed bigint.

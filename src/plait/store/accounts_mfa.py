@@ -17,7 +17,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from plait.errors import ConflictError, StoreError
 from plait.store.base import Sealer
-from plait.store.dialects import Hooks
+from plait.store.lite import StoreHooks as Hooks
 from plait.store.tables import mfa_recovery_codes, user_mfa
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select
 
-from plait.store.dialects import Hooks
+from plait.store.lite import StoreHooks as Hooks
 from plait.store.tables import login_sessions, refresh_tokens, users
 
 #: A listing is bounded: a user with more live sessions than this has a leak to fix.

@@ -31,16 +31,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from plait.errors import ConflictError, StoreError
+from plait.store.lite import CHECKPOINT_EVERY as _CHECKPOINT_EVERY
+from plait.store.lite import SYNCHRONOUS as _SYNCHRONOUS
+from plait.store.lite import connect_pragmas
 
-_BACKSTOP_PAGES = 20_000  # 80 MB of WAL
-_WAL_LIMIT_BYTES = 64 * 1024 * 1024
-_CHECKPOINT_EVERY = 0.5  # seconds
 #: Pooled read connections kept open (anyio's thread pool has 40 threads, plus workers)
 #: and how many more may open briefly beyond them.
 _READ_POOL_SIZE = 40
 _READ_POOL_OVERFLOW = 20
-
-_SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL", "off": "OFF", "extra": "EXTRA"}
 
 
 class Hooks(ABC):
@@ -177,15 +175,8 @@ class SqliteHooks(Hooks):
             # Autocommit at the driver level: transactions are begun by us (below).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            if not memory:
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous}")
-            cur.execute("PRAGMA busy_timeout=30000")
-            # Checkpoints (and their fsyncs) run in a background thread, not in the
-            # committing one; this is only the backstop if that thread falls behind.
-            cur.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
-            cur.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
-            cur.execute("PRAGMA foreign_keys=ON")
+            for pragma in connect_pragmas(synchronous, memory=memory):
+                cur.execute(pragma)
             cur.close()
 
         @event.listens_for(self.engine, "begin")

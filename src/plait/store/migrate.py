@@ -1,7 +1,9 @@
 """Schema migrations (Alembic, shipped in the package) and opening a ready store.
 
 Alembic is imported only when a migration actually runs: checking that a database is
-current reads ``alembic_version`` directly, which keeps ``plait run`` start-up fast.
+current reads ``alembic_version`` directly. A current SQLite file opens on
+:mod:`plait.store.lite` without SQLAlchemy at all, which keeps ``plait run`` start-up
+fast.
 """
 
 from __future__ import annotations
@@ -9,20 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, inspect, make_url, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
-
 from plait.errors import StoreError
 from plait.store.base import Sealer
 from plait.store.sql import SqlStore
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import Connection, Engine
 
 #: The newest revision in ``migrations/versions`` (a test checks it against Alembic).
-HEAD = "0005"
+HEAD = "0006"
 
 _SCRIPTS = "plait.store:migrations"
 
@@ -38,6 +36,7 @@ def _config(connection: Connection) -> Config:
 
 def _run(url: str, action: str, revision: str) -> None:
     from alembic import command
+    from sqlalchemy.exc import SQLAlchemyError
 
     store = SqlStore(url)  # the store's engine: same SQLite pragmas, directory created
     try:
@@ -62,6 +61,9 @@ def downgrade(url: str, revision: str = "-1") -> None:
 
 def revision_of(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table("alembic_version"):
@@ -74,6 +76,9 @@ def revision_of(engine: Engine) -> str | None:
 
 def current(url: str) -> str | None:
     """The revision of the database at ``url`` (None: no schema yet)."""
+    from sqlalchemy import create_engine, make_url
+    from sqlalchemy.pool import NullPool
+
     parsed = make_url(url)
     db = parsed.database
     in_file = parsed.get_backend_name() == "sqlite" and db and db != ":memory:"
@@ -91,13 +96,32 @@ def is_current(url: str) -> bool:
     return current(url) == HEAD
 
 
-def open_store(url: str, sealer: Sealer | None = None, *, migrate: bool = True) -> SqlStore:
+def open_store(
+    url: str, sealer: Sealer | None = None, *, migrate: bool = True, lite: bool = False
+) -> SqlStore:
     """The store at ``url``, its schema upgraded first when ``migrate`` and not current.
-    A SQLite file's directory is created."""
+    A SQLite file's directory is created.
+
+    ``lite``: for one process driving its own runs (``plait run``), open a SQLite file
+    on :mod:`plait.store.lite` — without SQLAlchemy, one connection. A server keeps the
+    pooled connections of the SQLAlchemy hooks, whose readers run beside the writer."""
+    if lite and migrate:
+        from plait.store.lite import open_lite
+
+        found = open_lite(url, sealer)
+        if found is not None:
+            return found
     store = SqlStore(url, sealer)
     try:
         if migrate and revision_of(store.engine) != HEAD:
             upgrade(url)
+            if lite:  # a new (or upgraded) file is current now
+                from plait.store.lite import open_lite
+
+                found = open_lite(url, sealer)
+                if found is not None:
+                    store.close()
+                    return found
     except BaseException:
         store.close()
         raise

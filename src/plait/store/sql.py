@@ -1,9 +1,11 @@
 """The SQL store: SQLite and PostgreSQL through one SQLAlchemy Core code path.
 
 What differs between the two databases lives in :mod:`plait.store.dialects`. Every
-statement on the hot path (commit, claim, leases) is built once, in ``__init__``, so a
-call only binds parameters and SQLAlchemy's compiled cache does the rest; many rows
-go in one ``executemany``.
+statement a run needs (create, commit, claim, leases, logs, versions) is built once,
+in ``__init__``, and run on the driver's cursor (:mod:`plait.store.prepared`); many rows
+go in one ``executemany``. On SQLite those statements may come precompiled from
+:mod:`plait.store.lite`, so that ``plait run`` never imports SQLAlchemy; only the
+queries built per call (run lists with filters) import it, when first used.
 
 A :class:`SqlStore` is thread-safe: it may be shared by the asyncio thread and worker
 threads of one process, and any number of processes may share its database.
@@ -13,26 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
-
-from sqlalchemy import (
-    Select,
-    and_,
-    bindparam,
-    func,
-    nulls_first,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.engine import Connection, Engine
+from typing import TYPE_CHECKING, Any
 
 from plait.engine.state import (
     AttemptRecord,
     AttemptStatus,
     Event,
     RunState,
-    RunStatus,
     StepState,
     StepStatus,
 )
@@ -48,142 +37,93 @@ from plait.store.base import (
     StoredEvent,
     VersionRecord,
 )
-from plait.store.dialects import Hooks, hooks_for
 from plait.store.prepared import Prepared
-from plait.store.tables import attempts, events, logs, runs, steps, workflow_versions, workflows
 
-_TERMINAL_RUN = [str(s) for s in RunStatus if s.terminal]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from plait.store.lite import StoreHooks
+
 _RUNNABLE = [str(StepStatus.QUEUED), str(StepStatus.RETRYING)]
 _WAITING = str(StepStatus.WAITING)
-_TIMED = [str(StepStatus.QUEUED), str(StepStatus.RETRYING), _WAITING]
 _RUNNING_ATTEMPT = str(AttemptStatus.RUNNING)
-_FIXED_RUN_COLUMNS = (
-    "id",
-    "workflow",
-    "namespace",
-    "created_at",
-    "parent_run_id",
-    "concurrency_key",
-)
-
-
-def _upsert(hooks: Hooks, table: Any, keys: Sequence[str]) -> Any:
-    """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting every other column."""
-    stmt = hooks.insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys},
-    )
-
-
-def _columns(table: Any, *skip: str) -> list[str]:
-    return [c.name for c in table.c if c.name not in skip]
 
 
 class _Statements:
-    """The statements of the hot path, compiled once per store (see ``prepared``)."""
+    """The statements of a run's life, compiled once per store (see ``prepared``)."""
 
-    def __init__(self, hooks: Hooks) -> None:
-        d = hooks.engine.dialect
-        # Identity columns never change after create_run; leaving them out of the SET
-        # spares SQLite from rewriting their index entries on every transition.
-        run_cols = _columns(runs, *_FIXED_RUN_COLUMNS)
-        self.update_run = Prepared(
-            update(runs).where(
-                runs.c.id == bindparam("b_id"), runs.c.version == bindparam("b_expected")
-            ),
-            d,
-            run_cols,
-        )
-        self.bump_run = Prepared(
-            update(runs).where(
-                runs.c.id == bindparam("b_id"), runs.c.version == bindparam("b_expected")
-            ),
-            d,
-            ["version"],
-        )
-        self.insert_run = Prepared(hooks.insert(runs), d, _columns(runs))
-        self.insert_steps = Prepared(hooks.insert(steps), d, _columns(steps))
-        self.upsert_steps = Prepared(_upsert(hooks, steps, ("run_id", "key")), d, _columns(steps))
-        self.upsert_attempts = Prepared(
-            _upsert(hooks, attempts, ("run_id", "step", "attempt")), d, _columns(attempts)
-        )
-        self.insert_events = Prepared(hooks.insert(events), d, _columns(events, "id"))
-        self.insert_logs = Prepared(hooks.insert(logs), d, _columns(logs, "id"))
-        self.claim = Prepared(hooks.lock(self._claim_query()), d)
-        # SQLite (one writer, nothing to skip) takes each status from its own index range
-        # in due order and merges: the single OR query would sort every due step.
-        self.claim_parts = [
-            Prepared(self._claim_part(status), d) for status in (*_RUNNABLE, _WAITING)
-        ]
-        self.claim_run = Prepared(
-            hooks.lock(self._claim_query().where(steps.c.run_id == bindparam("run"))), d
-        )
-        self.start_steps = Prepared(
-            update(steps)
-            .where(steps.c.run_id == bindparam("b_run"), steps.c.key == bindparam("b_key"))
-            .values(
-                status=str(StepStatus.RUNNING),
-                attempt=bindparam("b_attempt"),
-                reason=None,
-                available_at=None,
-                started_at=func.coalesce(steps.c.started_at, bindparam("b_now")),
-            ),
-            d,
-        )
-        # A claimed timer moves to the lease end: if the claimer dies before it commits
-        # the resume, the step comes due again instead of waiting forever.
-        self.hold_timers = Prepared(
-            update(steps)
-            .where(steps.c.run_id == bindparam("b_run"), steps.c.key == bindparam("b_key"))
-            .values(available_at=bindparam("b_lease")),
-            d,
-        )
-        self.renew = Prepared(
-            update(attempts)
-            .where(attempts.c.worker == bindparam("b_worker"))
-            .where(attempts.c.status == _RUNNING_ATTEMPT)
-            .values(lease_until=bindparam("b_lease")),
-            d,
-        )
-        self.load_run = Prepared(select(runs).where(runs.c.id == bindparam("b_id")), d)
-        self.load_steps = Prepared(
-            select(steps).where(steps.c.run_id == bindparam("b_id")).order_by(steps.c.key), d
-        )
+    #: the names of the statements, in order (what :mod:`plait.store.lite` keeps)
+    NAMES = (
+        "update_run", "bump_run", "insert_run", "insert_steps", "upsert_steps",
+        "upsert_attempts", "insert_events", "insert_logs", "claim", "claim_parts",
+        "claim_run", "start_steps", "hold_timers", "renew", "load_run", "load_steps",
+        "insert_workflow", "workflow_id", "version_by_checksum", "max_version",
+        "insert_version", "get_version", "expired", "expired_run", "next_due",
+        "next_due_run", "run_attempts", "run_version", "request_cancel", "run_exists",
+        "read_logs", "read_step_logs", "read_events", "read_run_events",
+    )  # fmt: skip
 
-    @staticmethod
-    def _claim_query() -> Select[Any]:
-        now: Any = bindparam("now")
-        s = steps.c
-        # Equalities, not IN: an IN list is expanded at run time, which Prepared avoids.
-        due = or_(
-            and_(
-                or_(*(s.status == status for status in _RUNNABLE)),
-                or_(s.available_at.is_(None), s.available_at <= now),
-            ),
-            and_(s.status == _WAITING, s.available_at <= now),
-        )
-        # Not-yet-timed steps (no available_at) have waited longest: they come first;
-        # ties keep index order, which is about insertion order.
-        return (
-            select(s.run_id, s.key, s.status, s.attempt, s.available_at)
-            .where(due)
-            .order_by(nulls_first(s.available_at.asc()))
-            .limit(bindparam("lim"))
-        )
+    @classmethod
+    def compile(cls, hooks: StoreHooks) -> _Statements:
+        from plait.store.statements import compile_all
 
-    @staticmethod
-    def _claim_part(status: str) -> Select[Any]:
-        s = steps.c
-        due = s.available_at <= bindparam("now")
-        if status != _WAITING:
-            due = or_(s.available_at.is_(None), due)
-        return (
-            select(s.run_id, s.key, s.status, s.attempt, s.available_at)
-            .where(s.status == status, due)
-            .order_by(s.available_at)  # SQLite sorts NULL first, as the index does
-            .limit(bindparam("lim"))
-        )
+        q = cls()
+        for name, prepared in compile_all(hooks).items():
+            setattr(q, name, prepared)
+        return q
+
+    @classmethod
+    def from_specs(cls, specs: dict[str, Any]) -> _Statements:
+        q = cls()
+        for name in cls.NAMES:
+            spec = specs[name]
+            if isinstance(spec, list):
+                setattr(q, name, [Prepared.from_spec(s) for s in spec])
+            else:
+                setattr(q, name, Prepared.from_spec(spec))
+        return q
+
+    def specs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.NAMES:
+            value = getattr(self, name)
+            out[name] = [p.spec() for p in value] if isinstance(value, list) else value.spec()
+        return out
+
+    update_run: Prepared
+    bump_run: Prepared
+    insert_run: Prepared
+    insert_steps: Prepared
+    upsert_steps: Prepared
+    upsert_attempts: Prepared
+    insert_events: Prepared
+    insert_logs: Prepared
+    claim: Prepared
+    claim_parts: list[Prepared]
+    claim_run: Prepared
+    start_steps: Prepared
+    hold_timers: Prepared
+    renew: Prepared
+    load_run: Prepared
+    load_steps: Prepared
+    insert_workflow: Prepared
+    workflow_id: Prepared
+    version_by_checksum: Prepared
+    max_version: Prepared
+    insert_version: Prepared
+    get_version: Prepared
+    expired: Prepared
+    expired_run: Prepared
+    next_due: Prepared
+    next_due_run: Prepared
+    run_attempts: Prepared
+    run_version: Prepared
+    request_cancel: Prepared
+    run_exists: Prepared
+    read_logs: Prepared
+    read_step_logs: Prepared
+    read_events: Prepared
+    read_run_events: Prepared
 
 
 class SqlStore:
@@ -195,10 +135,21 @@ class SqlStore:
     must exist: :func:`plait.store.migrate.open_store` creates or upgrades it.
     """
 
-    def __init__(self, url: str, sealer: Sealer | None = None) -> None:
-        self._hooks = hooks_for(url)
+    def __init__(
+        self,
+        url: str,
+        sealer: Sealer | None = None,
+        *,
+        hooks: StoreHooks | None = None,
+        statements: _Statements | None = None,
+    ) -> None:
+        if hooks is None:
+            from plait.store.dialects import hooks_for
+
+            hooks = hooks_for(url)
+        self._hooks = hooks
         self._sealer = sealer
-        self._q = _Statements(self._hooks)
+        self._q = statements or _Statements.compile(hooks)
 
     @property
     def engine(self) -> Engine:
@@ -217,55 +168,43 @@ class SqlStore:
         (:meth:`plait.store.server.ServerStore.deploy`), so ``plait run`` of a local file
         on the server's store cannot change what the server runs."""
         now = time.time()
-        with self._hooks.write() as conn:
-            wf_id = self._workflow_id(conn, namespace, workflow, now)
-            wv = workflow_versions.c
-            found = conn.execute(
-                select(wv.id).where(wv.workflow_id == wf_id, wv.checksum == checksum).limit(1)
-            ).scalar()
+        q = self._q
+        with self._hooks.cursor() as cur:
+            row = {"namespace": namespace, "name": workflow, "created_at": now, "updated_at": now}
+            cur.execute(q.insert_workflow.sql, q.insert_workflow.params(row))
+            cur.execute(
+                q.workflow_id.sql,
+                q.workflow_id.params({"b_namespace": namespace, "b_name": workflow}),
+            )
+            wf_id = cur.fetchone()[0]
+            cur.execute(
+                q.version_by_checksum.sql,
+                q.version_by_checksum.params({"b_wf": wf_id, "b_checksum": checksum}),
+            )
+            found = cur.fetchone()
             if found is None:
-                number = conn.execute(
-                    select(func.coalesce(func.max(wv.version), 0)).where(wv.workflow_id == wf_id)
-                ).scalar_one()
-                found = conn.execute(
-                    workflow_versions.insert().returning(wv.id),
-                    {
-                        "workflow_id": wf_id,
-                        "version": number + 1,
-                        "source": source,
-                        "checksum": checksum,
-                        "author": author,
-                        "created_at": now,
-                    },
-                ).scalar_one()
-        return self.get_version(found)
-
-    def _workflow_id(self, conn: Connection, namespace: str, name: str, now: float) -> int:
-        """The workflow's id, creating the row; locked so versions get distinct numbers."""
-        row = {"namespace": namespace, "name": name, "created_at": now, "updated_at": now}
-        conn.execute(
-            self._hooks.insert(workflows).on_conflict_do_nothing(
-                index_elements=["namespace", "name"]
-            ),
-            row,
-        )
-        query = select(workflows.c.id).where(
-            workflows.c.namespace == namespace, workflows.c.name == name
-        )
-        wf_id: int = conn.execute(query.with_for_update()).scalar_one()
-        return wf_id
+                cur.execute(q.max_version.sql, q.max_version.params({"b_wf": wf_id}))
+                number = cur.fetchone()[0]
+                version = {
+                    "workflow_id": wf_id,
+                    "version": number + 1,
+                    "source": source,
+                    "checksum": checksum,
+                    "author": author,
+                    "created_at": now,
+                }
+                cur.execute(q.insert_version.sql, q.insert_version.params(version))
+                found = cur.fetchone()
+        return self.get_version(found[0])
 
     def get_version(self, version_id: int) -> VersionRecord:
-        wv, wf = workflow_versions.c, workflows.c
-        query = (
-            select(workflow_versions, wf.namespace, wf.name)
-            .join_from(workflow_versions, workflows, wv.workflow_id == wf.id)
-            .where(wv.id == version_id)
-        )
-        with self._hooks.read() as conn:
-            row = conn.execute(query).mappings().first()
-        if row is None:
+        q = self._q.get_version
+        with self._hooks.cursor(write=False) as cur:
+            cur.execute(q.sql, q.params({"b_id": version_id}))
+            found = q.rows(cur)
+        if not found:
             raise NotFound(f"workflow version {version_id} not found")
+        row = found[0]
         return VersionRecord(
             id=row["id"],
             namespace=row["namespace"],
@@ -355,6 +294,10 @@ class SqlStore:
         raise ConflictError(f"run {run_id} is at version {stored}, not {expected}")
 
     def list_runs(self, filter: RunFilter, cursor: str | None, limit: int) -> Page:
+        from sqlalchemy import and_, or_, select
+
+        from plait.store.tables import runs
+
         c = runs.c
         query = select(runs).order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
         if filter.workflow is not None:
@@ -374,30 +317,34 @@ class SqlStore:
         return Page(items=list(items), next_cursor=next_cursor)
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
-        a = attempts.c
-        query = select(attempts).where(a.run_id == run_id).order_by(a.started_at, a.step, a.attempt)
-        with self._hooks.read() as conn:
-            return [codec.attempt_from_row(r) for r in conn.execute(query).mappings()]
+        q = self._q.run_attempts
+        with self._hooks.cursor(write=False) as cur:
+            cur.execute(q.sql, q.params({"b_run": run_id}))
+            return [codec.attempt_from_row(r) for r in q.rows(cur)]
 
     def run_versions(self, run_ids: Sequence[str]) -> dict[str, int]:
+        q = self._q.run_version
+        found: dict[str, int] = {}
         if not run_ids:
-            return {}
-        query = select(runs.c.id, runs.c.version).where(runs.c.id.in_(list(run_ids)))
-        with self._hooks.read() as conn:
-            return {row.id: row.version for row in conn.execute(query)}
+            return found
+        with self._hooks.cursor(write=False) as cur:
+            for run_id in run_ids:  # a handful of runs: one indexed lookup each
+                cur.execute(q.sql, q.params({"b_id": run_id}))
+                row = cur.fetchone()
+                if row is not None:
+                    found[row[0]] = row[1]
+        return found
 
     def request_cancel(self, run_id: str) -> bool:
         """Also increases the run's version, so that a process holding the run sees a
         conflict on its next commit and reloads the flag instead of overwriting it."""
-        query = (
-            update(runs)
-            .where(runs.c.id == run_id, runs.c.status.not_in(_TERMINAL_RUN))
-            .values(cancel_requested=True, version=runs.c.version + 1)
-        )
-        with self._hooks.write() as conn:
-            if conn.execute(query).rowcount == 1:
+        q = self._q
+        with self._hooks.cursor() as cur:
+            cur.execute(q.request_cancel.sql, q.request_cancel.params({"b_id": run_id}))
+            if cur.rowcount == 1:
                 return True
-            if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+            cur.execute(q.run_exists.sql, q.run_exists.params({"b_id": run_id}))
+            if cur.fetchone() is None:
                 raise NotFound(f"run {run_id} not found")
             return False
 
@@ -443,25 +390,18 @@ class SqlStore:
         return count
 
     def expired_attempts(self, now: float, run_id: str | None = None) -> list[AttemptRecord]:
-        a = attempts.c
-        query = select(attempts).where(a.status == _RUNNING_ATTEMPT, a.lease_until < now)
-        if run_id is not None:
-            query = query.where(a.run_id == run_id)
-        with self._hooks.read() as conn:
-            rows = conn.execute(query.order_by(a.lease_until)).mappings().all()
-        return [codec.attempt_from_row(r) for r in rows]
+        q = self._q.expired if run_id is None else self._q.expired_run
+        with self._hooks.cursor(write=False) as cur:
+            cur.execute(q.sql, q.params({"b_now": now, "b_run": run_id}))
+            return [codec.attempt_from_row(r) for r in q.rows(cur)]
 
     def next_due(self, run_id: str | None = None) -> float | None:
         """Also counts queued steps held back by ``available_at``: they need a timer too."""
-        s = steps.c
-        query = select(func.min(s.available_at)).where(
-            s.status.in_(_TIMED), s.available_at.is_not(None)
-        )
-        if run_id is not None:
-            query = query.where(s.run_id == run_id)
-        with self._hooks.read() as conn:
-            due: float | None = conn.execute(query).scalar()
-        return due
+        q = self._q.next_due if run_id is None else self._q.next_due_run
+        with self._hooks.cursor(write=False) as cur:
+            cur.execute(q.sql, q.params({"b_run": run_id}))
+            row = cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     # -- logs and events ---------------------------------------------------------------
     def append_logs(self, lines: Sequence[LogLine]) -> None:
@@ -474,24 +414,20 @@ class SqlStore:
     def read_logs(
         self, run_id: str, after_id: int = 0, limit: int = 1000, step: str | None = None
     ) -> list[LogLine]:
-        c = logs.c
-        query = select(logs).where(c.run_id == run_id, c.id > after_id)
-        if step is not None:
-            query = query.where(c.step == step)
-        with self._hooks.read() as conn:
-            rows = conn.execute(query.order_by(c.id).limit(limit)).mappings().all()
-        return [codec.log_from_row(r) for r in rows]
+        q = self._q.read_logs if step is None else self._q.read_step_logs
+        values = {"b_run": run_id, "b_after": after_id, "b_limit": limit, "b_step": step}
+        with self._hooks.cursor(write=False) as cur:
+            cur.execute(q.sql, q.params(values))
+            return [codec.log_from_row(r) for r in q.rows(cur)]
 
     def read_events(
         self, after_id: int = 0, limit: int = 1000, run_id: str | None = None
     ) -> list[StoredEvent]:
-        c = events.c
-        query = select(events).where(c.id > after_id)
-        if run_id is not None:
-            query = query.where(c.run_id == run_id)
-        with self._hooks.read() as conn:
-            rows = conn.execute(query.order_by(c.id).limit(limit)).mappings().all()
-        return [codec.event_from_row(r) for r in rows]
+        q = self._q.read_events if run_id is None else self._q.read_run_events
+        values = {"b_after": after_id, "b_limit": limit, "b_run": run_id}
+        with self._hooks.cursor(write=False) as cur:
+            cur.execute(q.sql, q.params(values))
+            return [codec.event_from_row(r) for r in q.rows(cur)]
 
     def close(self) -> None:
         self._hooks.close()

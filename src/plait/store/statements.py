@@ -1,0 +1,222 @@
+"""The SQLAlchemy Core statements of a run's life, compiled for one store's dialect.
+
+Each is a fixed statement with bound parameters (no ``IN`` lists, which SQLAlchemy
+expands at run time), so it compiles once into a :class:`~plait.store.prepared.Prepared`
+and every call only binds values. :class:`plait.store.sql.SqlStore` runs them; for
+SQLite their compiled form is also kept in :mod:`plait.store.lite`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, and_, bindparam, func, nulls_first, or_, select, update
+
+from plait.engine.state import AttemptStatus, RunStatus, StepStatus
+from plait.store.lite import StoreHooks
+from plait.store.prepared import Prepared
+from plait.store.tables import attempts, events, logs, runs, steps, workflow_versions, workflows
+
+_TERMINAL_RUN = [str(s) for s in RunStatus if s.terminal]
+_RUNNABLE = [str(StepStatus.QUEUED), str(StepStatus.RETRYING)]
+_WAITING = str(StepStatus.WAITING)
+_TIMED = [*_RUNNABLE, _WAITING]
+_RUNNING_ATTEMPT = str(AttemptStatus.RUNNING)
+#: Identity columns never change after create_run; leaving them out of the SET spares
+#: SQLite from rewriting their index entries on every transition.
+_FIXED_RUN_COLUMNS = (
+    "id",
+    "workflow",
+    "namespace",
+    "created_at",
+    "parent_run_id",
+    "concurrency_key",
+)
+
+
+def _upsert(hooks: StoreHooks, table: Any, keys: Sequence[str]) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting every other column."""
+    stmt = hooks.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys},
+    )
+
+
+def _columns(table: Any, *skip: str) -> list[str]:
+    return [c.name for c in table.c if c.name not in skip]
+
+
+def _claim_query() -> Select[Any]:
+    now: Any = bindparam("now")
+    s = steps.c
+    # Equalities, not IN: an IN list is expanded at run time, which Prepared avoids.
+    due = or_(
+        and_(
+            or_(*(s.status == status for status in _RUNNABLE)),
+            or_(s.available_at.is_(None), s.available_at <= now),
+        ),
+        and_(s.status == _WAITING, s.available_at <= now),
+    )
+    # Not-yet-timed steps (no available_at) have waited longest: they come first;
+    # ties keep index order, which is about insertion order.
+    return (
+        select(s.run_id, s.key, s.status, s.attempt, s.available_at)
+        .where(due)
+        .order_by(nulls_first(s.available_at.asc()))
+        .limit(bindparam("lim"))
+    )
+
+
+def _claim_part(status: str) -> Select[Any]:
+    s = steps.c
+    due = s.available_at <= bindparam("now")
+    if status != _WAITING:
+        due = or_(s.available_at.is_(None), due)
+    return (
+        select(s.run_id, s.key, s.status, s.attempt, s.available_at)
+        .where(s.status == status, due)
+        .order_by(s.available_at)  # SQLite sorts NULL first, as the index does
+        .limit(bindparam("lim"))
+    )
+
+
+def compile_all(hooks: StoreHooks) -> dict[str, Any]:
+    """Every statement, compiled for ``hooks``' dialect, by name."""
+    d = hooks.engine.dialect
+    s, a, wv, wf = steps.c, attempts.c, workflow_versions.c, workflows.c
+    by_run_version = and_(runs.c.id == bindparam("b_id"), runs.c.version == bindparam("b_expected"))
+    q: dict[str, Any] = {}
+    q["update_run"] = Prepared.compile(
+        update(runs).where(by_run_version), d, _columns(runs, *_FIXED_RUN_COLUMNS)
+    )
+    q["bump_run"] = Prepared.compile(update(runs).where(by_run_version), d, ["version"])
+    q["insert_run"] = Prepared.compile(hooks.insert(runs), d, _columns(runs))
+    q["insert_steps"] = Prepared.compile(hooks.insert(steps), d, _columns(steps))
+    q["upsert_steps"] = Prepared.compile(
+        _upsert(hooks, steps, ("run_id", "key")), d, _columns(steps)
+    )
+    q["upsert_attempts"] = Prepared.compile(
+        _upsert(hooks, attempts, ("run_id", "step", "attempt")), d, _columns(attempts)
+    )
+    q["insert_events"] = Prepared.compile(hooks.insert(events), d, _columns(events, "id"))
+    q["insert_logs"] = Prepared.compile(hooks.insert(logs), d, _columns(logs, "id"))
+    q["claim"] = Prepared.compile(hooks.lock(_claim_query()), d)
+    # SQLite (one writer, nothing to skip) takes each status from its own index range in
+    # due order and merges: the single OR query would sort every due step.
+    q["claim_parts"] = [
+        Prepared.compile(_claim_part(status), d) for status in (*_RUNNABLE, _WAITING)
+    ]
+    q["claim_run"] = Prepared.compile(
+        hooks.lock(_claim_query().where(s.run_id == bindparam("run"))), d
+    )
+    this_step = and_(s.run_id == bindparam("b_run"), s.key == bindparam("b_key"))
+    q["start_steps"] = Prepared.compile(
+        update(steps)
+        .where(this_step)
+        .values(
+            status=str(StepStatus.RUNNING),
+            attempt=bindparam("b_attempt"),
+            reason=None,
+            available_at=None,
+            started_at=func.coalesce(s.started_at, bindparam("b_now")),
+        ),
+        d,
+    )
+    # A claimed timer moves to the lease end: if the claimer dies before it commits the
+    # resume, the step comes due again instead of waiting forever.
+    q["hold_timers"] = Prepared.compile(
+        update(steps).where(this_step).values(available_at=bindparam("b_lease")), d
+    )
+    q["renew"] = Prepared.compile(
+        update(attempts)
+        .where(a.worker == bindparam("b_worker"), a.status == _RUNNING_ATTEMPT)
+        .values(lease_until=bindparam("b_lease")),
+        d,
+    )
+    q["load_run"] = Prepared.compile(select(runs).where(runs.c.id == bindparam("b_id")), d)
+    q["load_steps"] = Prepared.compile(
+        select(steps).where(s.run_id == bindparam("b_id")).order_by(s.key), d
+    )
+    # -- workflow versions
+    q["insert_workflow"] = Prepared.compile(
+        hooks.insert(workflows).on_conflict_do_nothing(index_elements=["namespace", "name"]),
+        d,
+        ["namespace", "name", "created_at", "updated_at"],
+    )
+    # Locked so that two processes saving versions of one workflow number them apart.
+    q["workflow_id"] = Prepared.compile(
+        select(wf.id)
+        .where(wf.namespace == bindparam("b_namespace"), wf.name == bindparam("b_name"))
+        .with_for_update(),
+        d,
+    )
+    q["version_by_checksum"] = Prepared.compile(
+        select(wv.id)
+        .where(wv.workflow_id == bindparam("b_wf"), wv.checksum == bindparam("b_checksum"))
+        .limit(1),
+        d,
+    )
+    q["max_version"] = Prepared.compile(
+        select(func.coalesce(func.max(wv.version), 0).label("n")).where(
+            wv.workflow_id == bindparam("b_wf")
+        ),
+        d,
+    )
+    q["insert_version"] = Prepared.compile(
+        workflow_versions.insert().returning(wv.id),
+        d,
+        ["workflow_id", "version", "source", "checksum", "author", "created_at"],
+    )
+    q["get_version"] = Prepared.compile(
+        select(workflow_versions, wf.namespace, wf.name)
+        .join_from(workflow_versions, workflows, wv.workflow_id == wf.id)
+        .where(wv.id == bindparam("b_id")),
+        d,
+    )
+    # -- timers, leases and attempts
+    expired = select(attempts).where(
+        a.status == _RUNNING_ATTEMPT, a.lease_until < bindparam("b_now")
+    )
+    q["expired"] = Prepared.compile(expired.order_by(a.lease_until), d)
+    q["expired_run"] = Prepared.compile(
+        expired.where(a.run_id == bindparam("b_run")).order_by(a.lease_until), d
+    )
+    timed = select(func.min(s.available_at).label("due")).where(
+        or_(*(s.status == status for status in _TIMED)), s.available_at.is_not(None)
+    )
+    q["next_due"] = Prepared.compile(timed, d)
+    q["next_due_run"] = Prepared.compile(timed.where(s.run_id == bindparam("b_run")), d)
+    q["run_attempts"] = Prepared.compile(
+        select(attempts)
+        .where(a.run_id == bindparam("b_run"))
+        .order_by(a.started_at, a.step, a.attempt),
+        d,
+    )
+    q["run_version"] = Prepared.compile(
+        select(runs.c.id, runs.c.version).where(runs.c.id == bindparam("b_id")), d
+    )
+    q["request_cancel"] = Prepared.compile(
+        update(runs)
+        .where(runs.c.id == bindparam("b_id"), *(runs.c.status != t for t in _TERMINAL_RUN))
+        .values(cancel_requested=True, version=runs.c.version + 1),
+        d,
+    )
+    q["run_exists"] = Prepared.compile(select(runs.c.id).where(runs.c.id == bindparam("b_id")), d)
+    # -- logs and events
+    c = logs.c
+    run_logs = select(logs).where(c.run_id == bindparam("b_run"), c.id > bindparam("b_after"))
+    q["read_logs"] = Prepared.compile(run_logs.order_by(c.id).limit(bindparam("b_limit")), d)
+    q["read_step_logs"] = Prepared.compile(
+        run_logs.where(c.step == bindparam("b_step")).order_by(c.id).limit(bindparam("b_limit")),
+        d,
+    )
+    e = events.c
+    after = select(events).where(e.id > bindparam("b_after"))
+    q["read_events"] = Prepared.compile(after.order_by(e.id).limit(bindparam("b_limit")), d)
+    q["read_run_events"] = Prepared.compile(
+        after.where(e.run_id == bindparam("b_run")).order_by(e.id).limit(bindparam("b_limit")),
+        d,
+    )
+    return q
