@@ -32,6 +32,9 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
+    from plait.server.fastpath import FastRunReads
+
+    app.add_middleware(FastRunReads, services=services)  # innermost: see its docstring
     app.add_middleware(BodySizeLimit, max_bytes=services.max_body_bytes)
     app.add_middleware(RequestContext)
     from plait.server import audit as audit_log
@@ -45,8 +48,10 @@ def create_app(services: Services) -> FastAPI:
 
     from plait.server.routes import (
         accounts,
+        actions,
         audit,
         auth,
+        connections,
         events,
         health,
         hooks,
@@ -56,7 +61,8 @@ def create_app(services: Services) -> FastAPI:
     )
 
     app.include_router(health.router)
-    for module in (auth, accounts, audit, workflows, runs, hooks, events, secrets):
+    api = (runs, workflows, hooks, events, auth, accounts, audit, secrets, connections, actions)
+    for module in api:
         app.include_router(module.router, prefix=API_PREFIX)
     from plait.server import ui
 

@@ -158,10 +158,10 @@ def list_runs(
 async def get_run(run_id: str, services: ServicesDep, who: PrincipalDep) -> Response:
     """The run with its steps: statuses, attempts, outputs (secrets masked), timings,
     and why each step that is not running is not."""
-    # The hot read (status polling): one hop to the thread pool for the store, and the
-    # body is serialised there from the model already built, not validated again by
-    # FastAPI (``response_model`` still documents it).
-    body = await run_in_threadpool(_read_run, services, who, run_id)
+    # The hot read (status polling): on the loop for SQLite, else one hop to the thread
+    # pool; the body is serialised from the model already built, not validated again
+    # by FastAPI (``response_model`` still documents it).
+    body = await services.read(_read_run, services, who, run_id)
     return Response(body, media_type="application/json")
 
 
