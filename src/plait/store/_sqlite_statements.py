@@ -5,7 +5,7 @@ fresh compilation). See :mod:`plait.store.lite`."""
 
 from typing import Any
 
-REVISION = "0006"
+REVISION = "0009"
 
 STATEMENTS: dict[str, Any] = {
     "update_run": {
