@@ -209,13 +209,21 @@ def _drive(plan: Plan, json_out: bool, results_dir: Path, quiet: bool, go: Any) 
     import asyncio
     import signal
 
-    from rich.console import Console
-
-    from plait.console import Progress
     from plait.local import LocalSession, write_result
 
-    out = Console(stderr=json_out, highlight=False)
-    progress = Progress(out, plan, live=out.is_terminal, show_logs=not quiet)
+    stream = sys.stderr if json_out else sys.stdout
+    progress: Any
+    if stream.isatty():
+        from rich.console import Console
+
+        from plait.console import Progress
+
+        out = Console(stderr=json_out, highlight=False)
+        progress = Progress(out, plan, live=True, show_logs=not quiet)
+    else:  # a pipe or a file: plain lines, and no Rich to import
+        from plait.console import PlainProgress
+
+        progress = PlainProgress(stream, show_logs=not quiet)
     started: list[str] = []
 
     def on_start(run_id: str) -> None:
@@ -256,13 +264,21 @@ def _report(result: RunResult, path: Path, json_out: bool) -> None:
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
         return
-    from rich.console import Console
-
     from plait.model.durations import format_duration
+
+    took = format_duration(result.duration or 0)
+    if not sys.stdout.isatty():  # plain lines for scripts (and no Rich to import)
+        print(f"run {result.run_id} {result.status} in {took} — result: {path}")
+        if result.error:
+            print(result.error)
+        for step in result.steps:
+            if step.status in ("failed", "timed_out") and step.error:
+                print(f"  ✗ {step.id}: {step.error}")
+        return
+    from rich.console import Console
 
     con = Console(highlight=False)
     style = "green" if result.success else "red"
-    took = format_duration(result.duration or 0)
     con.print(f"[{style}]run {result.run_id} {result.status}[/] in {took} — result: {path}")
     if result.error:
         con.print(f"[red]{result.error}[/]", markup=True)

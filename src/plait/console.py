@@ -2,17 +2,15 @@
 
 On a terminal, a Rich live view shows the step tree with status, attempt and duration,
 and log lines scroll above it. Elsewhere (a pipe, CI), each change is one plain line,
-so logs stay readable and greppable.
+so logs stay readable and greppable — written by :class:`PlainProgress` without Rich,
+which a script's ``plait run`` then never imports (it is a tenth of the start-up).
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any
-
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from plait.engine.api import Transition
 from plait.engine.machine import RunMachine
@@ -20,6 +18,10 @@ from plait.engine.state import RunState, StepState, StepStatus
 from plait.model.durations import format_duration
 from plait.model.plan import Plan
 from plait.store.base import LogLine
+
+if TYPE_CHECKING:
+    from rich.console import Console, Group
+    from rich.text import Text
 
 ICONS = {
     "pending": ("·", "dim"),
@@ -79,26 +81,26 @@ class Progress:
     def on_log(self, line: LogLine) -> None:
         if not self.show_logs:
             return
+        from rich.text import Text
+
         prefix = Text(f"{line.step} | ", style="dim")
         body = Text(line.line, style="red" if line.stream == "stderr" else "")
         self.console.print(prefix + body, highlight=False, markup=False)
 
     # -- drawing -----------------------------------------------------------------------
     def _line(self, step: StepState) -> Text:
-        icon, style = ICONS.get(str(step.status), ("?", ""))
-        text = Text(f"{icon} {step.key} {step.status}", style=style)
-        if step.attempt > 1:
-            text.append(f" (attempt {step.attempt})", style="dim")
-        took = _took(step)
-        if took and step.status.terminal:
-            text.append(f" in {took}", style="dim")
-        if step.error and step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
-            text.append(f": {step.error}", style="red")
-        elif step.reason and step.status in (StepStatus.RETRYING, StepStatus.WAITING):
-            text.append(f": {step.reason}", style="dim")
+        from rich.text import Text
+
+        text = Text()
+        for part, style in describe(step):
+            text.append(part, style=style)
         return text
 
     def _render(self) -> Group:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         table.add_column("step")
         table.add_column("status")
@@ -135,6 +137,45 @@ class Progress:
         if len(rows) > MAX_ROWS:  # big runs: what is happening now matters most
             rows.sort(key=lambda r: (not r[1].status.active, r[1].status == "pending"))
         return rows
+
+
+class PlainProgress:
+    """The same announcements as lines of plain text, for a pipe or a log file."""
+
+    def __init__(self, stream: IO[str] | None = None, *, show_logs: bool = True) -> None:
+        self.stream = stream or sys.stdout
+        self.show_logs = show_logs
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.flush()
+
+    def on_transition(self, run: RunState, machine: RunMachine, transition: Transition) -> None:
+        for step in transition.steps:
+            if str(step.status) in _ANNOUNCE:
+                self.stream.write("".join(part for part, _ in describe(step)) + "\n")
+
+    def on_log(self, line: LogLine) -> None:
+        if self.show_logs:
+            self.stream.write(f"{line.step} | {line.line}\n")
+
+
+def describe(step: StepState) -> list[tuple[str, str]]:
+    """A step's announcement as (text, Rich style) parts."""
+    icon, style = ICONS.get(str(step.status), ("?", ""))
+    parts = [(f"{icon} {step.key} {step.status}", style)]
+    if step.attempt > 1:
+        parts.append((f" (attempt {step.attempt})", "dim"))
+    took = _took(step)
+    if took and step.status.terminal:
+        parts.append((f" in {took}", "dim"))
+    if step.error and step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
+        parts.append((f": {step.error}", "red"))
+    elif step.reason and step.status in (StepStatus.RETRYING, StepStatus.WAITING):
+        parts.append((f": {step.reason}", "dim"))
+    return parts
 
 
 def _took(step: StepState) -> str | None:
