@@ -7,12 +7,8 @@ of each screen go to ``tests/e2e/screenshots/`` (ignored by git).
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,33 +16,16 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-STATIC = ROOT / "src" / "plait" / "server" / "static" / "index.html"
+from tests.e2e import ui_support as ui
+
 SHOTS = Path(__file__).resolve().parent / "screenshots"
-CHROMIUM = os.environ.get("PLAIT_CHROMIUM", "/usr/bin/chromium")
-USER, PASSWORD = "admin", "correct-horse-battery-staple"
+USER, PASSWORD = ui.USER, ui.PASSWORD
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium at /usr/bin/chromium"),
-    pytest.mark.skipif(not STATIC.exists(), reason="the UI is not built (make ui)"),
+    pytest.mark.skipif(not Path(ui.CHROMIUM).exists(), reason="no Chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(not ui.STATIC.exists(), reason="the UI is not built (make ui)"),
 ]
-
-# Serves the app with the UI even before app.py calls ui.install (it is idempotent).
-LAUNCH = """
-import sys
-import plait.server.app as app_module
-from plait.server import ui
-_create = app_module.create_app
-def create_app(services):
-    app = _create(services)
-    ui.install(app)
-    return app
-app_module.create_app = create_app
-from plait.cli import main
-sys.argv = ["plait", *sys.argv[1:]]
-main()
-"""
 
 APPROVAL = """name: ui-approval
 description: Waits for a person
@@ -61,86 +40,20 @@ steps:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("plait-ui-home")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PLAIT_HOME": str(home),
-        "PLAIT_ADMIN_USER": USER,
-        "PLAIT_ADMIN_PASSWORD": PASSWORD,
-        # the browser tests log in many times a minute from one address
-        "PLAIT_RATE_LOGIN": "off",
-        "PLAIT_RATE_LOGIN_USER": "off",
-        "PLAIT_EXAMPLES": str(ROOT / "examples"),
-    }
-    log = (home / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-c", LAUNCH, "serve", "--host", "127.0.0.1"),
-            *("--port", str(port), "--deploy", str(ROOT / "examples")),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                with urllib.request.urlopen(base + "/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError((home / "serve.log").read_text())
+    with ui.serve(tmp_path_factory.mktemp("plait-ui-home")) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _api(base: str, method: str, path: str, body: Any = None, ctype: str = "") -> Any:
-    form = f"username={USER}&password={PASSWORD}".encode()
-    req = urllib.request.Request(base + "/api/v1/auth/token", data=form, method="POST")
-    with urllib.request.urlopen(req) as r:
-        token = json.load(r)["access_token"]
-    data = body.encode() if isinstance(body, str) else json.dumps(body).encode() if body else None
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        req.add_header("Content-Type", ctype or "application/json")
-    with urllib.request.urlopen(req) as r:
-        return json.load(r)
+    return ui.call(base, method, path, body, ctype)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+        b = ui.launch(p)
         yield b
         b.close()
 
@@ -183,7 +96,8 @@ def test_run_a_workflow_and_read_its_logs(page: Any, server: str) -> None:
     page.get_by_role("link", name="hello", exact=True).wait_for()
     page.screenshot(path=str(SHOTS / "workflows.png"))
     page.get_by_role("link", name="hello", exact=True).click()
-    page.get_by_label("name").fill("Playwright")
+    page.get_by_role("heading", name="hello", exact=True).wait_for()  # its chunk loads on demand
+    page.locator("#input-name").fill("Playwright")
     page.screenshot(path=str(SHOTS / "workflow.png"))
     page.get_by_role("button", name="Start run").click()
     page.get_by_role("heading", name="Run of hello").wait_for()

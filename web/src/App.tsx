@@ -3,13 +3,16 @@ import { Navigate, NavLink, Route, Routes, useLocation, useNavigate } from 'reac
 import { api, isLoggedIn, logout, onSessionExpired } from './api';
 import Login from './pages/Login';
 import Workflows from './pages/Workflows';
-import WorkflowPage from './pages/WorkflowPage';
 import Runs from './pages/Runs';
-import RunPage from './pages/RunPage';
-import Dashboard from './pages/Dashboard';
-import Admin from './pages/Admin';
 
+// Lists load with the app; every other screen is its own chunk, fetched when opened,
+// so the first paint of a list (100,000 runs) does not wait for the editor or charts.
 const Editor = lazy(() => import('./editor/EditorPage'));
+const WorkflowPage = lazy(() => import('./pages/WorkflowPage'));
+const RunPage = lazy(() => import('./pages/RunPage'));
+const Dashboard = lazy(() => import('./pages/Dashboard'));
+const Admin = lazy(() => import('./pages/Admin'));
+const Account = lazy(() => import('./pages/Account'));
 
 interface Me {
   name: string;
@@ -41,7 +44,9 @@ function Shell() {
           <NavLink to="/editor">Editor</NavLink>
           {isAdmin && <NavLink to="/admin">Administration</NavLink>}
         </nav>
-        <span className="who">{me?.name}</span>
+        <NavLink className="who" to="/account" aria-label={me ? `Account of ${me.name}` : 'Account'}>
+          {me?.name ?? 'Account'}
+        </NavLink>
         <button
           type="button"
           className="link"
@@ -62,6 +67,7 @@ function Shell() {
             <Route path="/runs" element={<Runs />} />
             <Route path="/runs/:id" element={<RunPage />} />
             <Route path="/editor/:name?" element={<Editor />} />
+            <Route path="/account" element={<Account name={me?.name} />} />
             <Route path="/admin" element={<Admin />} />
             <Route path="/admin/:tab" element={<Admin />} />
             <Route path="*" element={<p>Page not found.</p>} />

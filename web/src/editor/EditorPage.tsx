@@ -13,26 +13,29 @@ import {
   type NodeChange,
 } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import { DragEvent, KeyboardEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { DragEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { useLocation, useNavigate, useParams } from 'react-router-dom';
 import { api, ApiError } from '../api';
 import { VersionHistory } from '../pages/VersionHistory';
 import { ErrorBox, errorText, WorkflowDetail } from '../util';
-import { ACTIONS, actionFor, type ActionField } from './actions';
+import { type ActionInfo, actionTitle, newStepBody, useActions } from './actions';
 import { lineDiff } from './diff';
+import { flowEdges, flowNodes } from './flow';
+import { type GroupKind, groupProblem, groupSteps, ungroupStep } from './groups';
 import { layoutGraph } from './layout';
-import { nodeTypes, type StepFlowNode } from './StepNode';
+import { Draft, StepPanel, stepSummary } from './StepPanel';
+import { nodeTypes, type FlowNode } from './StepNode';
+import { completionsAt } from './yamlComplete';
 import YamlEditor from './YamlEditor';
 import {
   addStep,
+  allStepValues,
   connect,
   disconnect,
   freshId,
   graphFromText,
   newWorkflowText,
   removeStep,
-  renameStep,
-  setStepField,
   setTopField,
   stepForErrorPath,
   stepValues,
@@ -42,302 +45,228 @@ import {
 
 const DRAG_TYPE = 'application/plait-action';
 
-/** An input that commits on blur or Enter (so a half-typed id never renames a step). */
-function Draft({
-  id,
-  label,
-  value,
-  onCommit,
-  multiline,
-  type,
-}: {
-  id: string;
-  label: string;
-  value: string;
-  onCommit: (v: string) => void;
-  multiline?: boolean;
-  type?: string;
-}) {
-  const [draft, setDraft] = useState(value);
-  useEffect(() => setDraft(value), [value]);
-  const commit = () => {
-    if (draft !== value) onCommit(draft);
-  };
-  const onKey = (e: KeyboardEvent) => {
-    if (e.key === 'Enter' && !multiline) {
-      e.preventDefault();
-      commit();
-    }
-  };
-  return (
-    <label htmlFor={id}>
-      {label}
-      {multiline ? (
-        <textarea id={id} rows={4} value={draft} onChange={(e) => setDraft(e.target.value)} onBlur={commit} />
-      ) : (
-        <input id={id} type={type ?? 'text'} value={draft} onChange={(e) => setDraft(e.target.value)} onBlur={commit} onKeyDown={onKey} />
-      )}
-    </label>
-  );
-}
-
-function scalarText(v: unknown): string {
-  if (v === undefined || v === null) return '';
-  if (Array.isArray(v)) return v.join(', ');
-  if (typeof v === 'object') return JSON.stringify(v);
-  return String(v);
-}
-
-export function StepPanel({ text, stepId, onText, onSelect }: { text: string; stepId: string; onText: (t: string) => void; onSelect: (id: string | null) => void }) {
-  const values = stepValues(text, stepId);
-  if (!values) return null;
-  const uses = typeof values.uses === 'string' ? values.uses : values.parallel ? 'parallel' : values.sequence ? 'sequence' : 'shell';
-  const def = actionFor(uses);
-  const withValues = (values.with ?? {}) as Record<string, unknown>;
-  const set = (key: string | string[], v: unknown) => {
-    try {
-      onText(setStepField(text, stepId, key, v));
-    } catch (e) {
-      window.alert(errorText(e));
-    }
-  };
-  const fieldValue = (f: ActionField) => (uses === 'shell' && f.name === 'command' && values.run !== undefined ? values.run : withValues[f.name]);
-  const setField = (f: ActionField, raw: string) => {
-    let v: unknown = raw;
-    if (f.kind === 'number') v = raw === '' ? undefined : Number(raw);
-    if (f.kind === 'boolean') v = raw === 'true' ? true : raw === 'false' ? false : undefined;
-    if (f.kind === 'list') v = raw.split(',').map((x) => x.trim()).filter(Boolean);
-    if (uses === 'shell' && f.name === 'command' && (values.run !== undefined || values.with === undefined)) set('run', v);
-    else set(['with', f.name], v);
-  };
-  const retries = values.retries;
-  return (
-    <form className="panel-form" onSubmit={(e) => e.preventDefault()} aria-label={`Step ${stepId}`}>
-      <h2>Step {stepId}</h2>
-      <p className="muted">{def ? `${def.title}: ${def.description}` : `uses: ${uses}`}</p>
-      <Draft
-        id="step-id"
-        label="Step id"
-        value={stepId}
-        onCommit={(v) => {
-          try {
-            onText(renameStep(text, stepId, v.trim()));
-            onSelect(v.trim());
-          } catch (e) {
-            window.alert(errorText(e));
-          }
-        }}
-      />
-      <Draft id="step-name" label="Display name" value={scalarText(values.name)} onCommit={(v) => set('name', v)} />
-      {def &&
-        def.fields.map((f) =>
-          f.kind === 'select' || f.kind === 'boolean' ? (
-            <label key={f.name} htmlFor={`with-${f.name}`}>
-              {f.label}
-              <select id={`with-${f.name}`} value={scalarText(fieldValue(f))} onChange={(e) => setField(f, e.target.value)}>
-                <option value="">(default)</option>
-                {(f.kind === 'boolean' ? ['true', 'false'] : f.options ?? []).map((o) => (
-                  <option key={o} value={o}>
-                    {o}
-                  </option>
-                ))}
-              </select>
-            </label>
-          ) : (
-            <Draft
-              key={f.name}
-              id={`with-${f.name}`}
-              label={f.label + (f.required ? ' (required)' : '')}
-              value={scalarText(fieldValue(f))}
-              multiline={f.kind === 'multiline'}
-              type={f.kind === 'number' ? 'number' : undefined}
-              onCommit={(v) => setField(f, v)}
-            />
-          ),
-        )}
-      <Draft id="step-if" label="Run only if (condition)" value={scalarText(values.if)} onCommit={(v) => set('if', v)} />
-      <Draft
-        id="step-needs"
-        label="Needs (step ids, comma-separated; empty = default order)"
-        value={scalarText(values.needs)}
-        onCommit={(v) => set('needs', v.trim() === '' ? undefined : v.split(',').map((x) => x.trim()).filter(Boolean))}
-      />
-      {retries !== undefined && typeof retries === 'object' ? (
-        <p className="muted">Retries: a policy (edit it in the YAML tab).</p>
-      ) : (
-        <Draft id="step-retries" label="Retries" type="number" value={scalarText(retries)} onCommit={(v) => set('retries', v === '' ? undefined : Number(v))} />
-      )}
-      <Draft id="step-timeout" label="Timeout (e.g. 5m)" value={scalarText(values.timeout)} onCommit={(v) => set('timeout', v)} />
-      <label htmlFor="step-on-error">
-        On error
-        <select id="step-on-error" value={scalarText(values.on_error)} onChange={(e) => set('on_error', e.target.value)}>
-          <option value="">fail (default)</option>
-          <option value="continue">continue</option>
-          <option value="retry">retry</option>
-          <option value="fail">fail</option>
-        </select>
-      </label>
-      <button
-        type="button"
-        className="danger"
-        onClick={() => {
-          onText(removeStep(text, stepId));
-          onSelect(null);
-        }}
-      >
-        Delete step
-      </button>
-    </form>
-  );
-}
-
 function Canvas({
   graph,
   text,
   onText,
-  selected,
-  onSelect,
+  selection,
+  onSelection,
   stepErrors,
+  actions,
 }: {
   graph: WorkflowGraph;
   text: string;
   onText: (t: string) => void;
-  selected: string | null;
-  onSelect: (id: string | null) => void;
+  selection: string[];
+  onSelection: (ids: string[]) => void;
   stepErrors: Record<string, string>;
+  actions: ActionInfo[];
 }) {
   const flow = useReactFlow();
   const layout = useMemo(() => layoutGraph(graph), [graph]);
   const dropAt = useRef<Record<string, { x: number; y: number }>>({});
-  const [nodes, setNodes] = useState<StepFlowNode[]>([]);
+  const [nodes, setNodes] = useState<FlowNode[]>([]);
   const [edges, setEdges] = useState<Edge[]>([]);
+  const selected = useMemo(() => new Set(selection), [selection]);
+  const [problem, setProblem] = useState<string | null>(null);
 
   useEffect(() => {
-    setNodes((prev) =>
-      graph.nodes.map((n) => {
-        const old = prev.find((p) => p.id === n.id);
-        return {
-          ...(old ?? {}),
-          id: n.id,
-          type: 'step',
-          position: old?.position ?? dropAt.current[n.id] ?? layout[n.id],
-          selected: n.id === selected,
-          data: { label: n.id, uses: n.uses, group: n.group, error: stepErrors[n.id] },
-        } as StepFlowNode;
-      }),
-    );
-    setEdges((prev) =>
-      graph.edges.map((e) => {
-        const id = `${e.source}->${e.target}`;
-        return {
-          id,
-          source: e.source,
-          target: e.target,
-          selected: prev.find((p) => p.id === id)?.selected,
-          className: e.implicit ? 'implicit' : '',
-          ariaLabel: `${e.source} to ${e.target}`,
-        };
-      }),
-    );
-  }, [graph, layout, selected, stepErrors]);
+    setNodes((prev) => flowNodes(graph, { layout, previous: prev, dropped: dropAt.current, selected, errors: stepErrors }));
+    setEdges((prev) => flowEdges(graph, new Set(prev.filter((e) => e.selected).map((e) => e.id))));
+  }, [graph, layout, selected, stepErrors]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const tidy = () => {
+    dropAt.current = {};
+    setNodes(flowNodes(graph, { layout, selected, errors: stepErrors }));
+    window.requestAnimationFrame(() => flow.fitView({ maxZoom: 1.2 }));
+  };
 
   const safe = (fn: () => string) => {
     try {
       onText(fn());
+      setProblem(null);
+      return true;
     } catch (e) {
-      window.alert(errorText(e));
+      setProblem(errorText(e));
+      return false;
     }
   };
 
   const onNodesChange = useCallback(
-    (changes: NodeChange<StepFlowNode>[]) => {
-      const removed = changes.filter((c) => c.type === 'remove').map((c) => (c as { id: string }).id);
-      const picked = changes.find((c) => c.type === 'select' && c.selected) as { id: string } | undefined;
-      setNodes((nds) => applyNodeChanges(changes.filter((c) => c.type !== 'remove'), nds));
-      if (picked) onSelect(picked.id);
-      if (removed.length) {
-        let t = text;
-        for (const id of removed) t = removeStep(t, id);
-        onText(t);
-        onSelect(null);
+    (changes: NodeChange<FlowNode>[]) => {
+      const removed = new Set(changes.filter((c) => c.type === 'remove').map((c) => (c as { id: string }).id));
+      const picks = changes.filter((c) => c.type === 'select') as { id: string; selected: boolean }[];
+      setNodes((nds) => applyNodeChanges(changes.filter((c) => c.type !== 'remove' && c.type !== 'select'), nds));
+      if (picks.length) {
+        const next = new Set(selection);
+        for (const p of picks) {
+          if (p.selected) next.add(p.id);
+          else next.delete(p.id);
+        }
+        onSelection([...next]);
+      }
+      if (removed.size) {
+        // deleting a group deletes its steps with it: remove only the outermost
+        const outer = graph.steps.filter((s) => removed.has(s.id) && !(s.group && removed.has(s.group)));
+        safe(() => outer.reduce((t, s) => removeStep(t, s.id), text));
+        onSelection([]);
       }
     },
-    [text, onText, onSelect],
+    [text, onText, selection, onSelection, graph], // eslint-disable-line react-hooks/exhaustive-deps
   );
   const onEdgesChange = useCallback(
     (changes: EdgeChange[]) => {
       const removed = changes.filter((c) => c.type === 'remove').map((c) => (c as { id: string }).id);
       setEdges((eds) => applyEdgeChanges(changes.filter((c) => c.type !== 'remove'), eds));
       if (removed.length) {
-        let t = text;
-        for (const id of removed) {
-          const [s, tg] = id.split('->');
-          t = disconnect(t, s, tg);
-        }
-        onText(t);
+        safe(() =>
+          removed.reduce((t, id) => {
+            const [s, tg] = id.split('->');
+            return disconnect(t, s, tg);
+          }, text),
+        );
       }
     },
-    [text, onText],
+    [text, onText], // eslint-disable-line react-hooks/exhaustive-deps
   );
   const onConnect = useCallback((c: Connection) => safe(() => connect(text, c.source, c.target)), [text]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const onDrop = (e: DragEvent) => {
     e.preventDefault();
-    const uses = e.dataTransfer.getData(DRAG_TYPE);
-    const def = actionFor(uses);
-    if (!def) return;
-    const id = freshId(text, def.uses === 'shell' ? 'step' : def.uses);
-    dropAt.current[id] = flow.screenToFlowPosition({ x: e.clientX, y: e.clientY });
-    safe(() => addStep(text, id, structuredClone(def.template)));
-    onSelect(id);
+    const name = e.dataTransfer.getData(DRAG_TYPE);
+    const action = actions.find((a) => a.name === name);
+    if (!action) return;
+    const id = freshId(text, idBase(action.name));
+    // dropped on a group's box: the step joins that (innermost) group
+    const into = document
+      .elementsFromPoint(e.clientX, e.clientY)
+      .map((el) => (el as HTMLElement).closest?.('[data-group]')?.getAttribute('data-group'))
+      .find((g): g is string => !!g);
+    if (!into) dropAt.current[id] = flow.screenToFlowPosition({ x: e.clientX, y: e.clientY });
+    if (safe(() => addStep(text, id, newStepBody(action), into))) onSelection([id]);
   };
 
+  const group = (kind: GroupKind) => {
+    const id = freshId(text, 'group');
+    if (safe(() => groupSteps(text, selection, kind, id))) onSelection([id]);
+  };
+  const groupWhy = groupProblem(text, selection);
+  const single = selection.length === 1 ? graph.steps.find((s) => s.id === selection[0]) : undefined;
+  const isGroup = single?.kind === 'parallel' || single?.kind === 'sequence';
+
   return (
-    <div className="canvas" onDragOver={(e) => e.preventDefault()} onDrop={onDrop} data-testid="canvas">
-      <ReactFlow
-        nodes={nodes}
-        edges={edges}
-        nodeTypes={nodeTypes}
-        onNodesChange={onNodesChange}
-        onEdgesChange={onEdgesChange}
-        onConnect={onConnect}
-        onPaneClick={() => onSelect(null)}
-        deleteKeyCode={['Delete']}
-        fitView
-        fitViewOptions={{ maxZoom: 1.2 }}
-        proOptions={{ hideAttribution: true }}
-      >
-        <Background />
-        <Controls />
-        <MiniMap pannable zoomable ariaLabel="Mini map" />
-      </ReactFlow>
-    </div>
+    <>
+      <div className="canvas-tools" role="toolbar" aria-label="Canvas tools">
+        <button type="button" className="small" disabled={!!groupWhy} title={groupWhy ?? 'Put the selected steps in a parallel group'} onClick={() => group('parallel')}>
+          Group as parallel
+        </button>
+        <button type="button" className="small" disabled={!!groupWhy} title={groupWhy ?? 'Put the selected steps in a sequence group'} onClick={() => group('sequence')}>
+          Group as sequence
+        </button>
+        <button
+          type="button"
+          className="small secondary"
+          disabled={!isGroup}
+          title={isGroup ? `Put the steps of ${single!.id} back in its place` : 'Select a group to ungroup it'}
+          onClick={() => safe(() => ungroupStep(text, single!.id)) && onSelection([])}
+        >
+          Ungroup
+        </button>
+        <button type="button" className="small secondary" onClick={tidy}>
+          Tidy layout
+        </button>
+        <details className="pick">
+          <summary>Select steps ({selection.length})</summary>
+          <fieldset>
+            <legend className="sr-only">Selected steps</legend>
+            {graph.steps.map((s) => (
+              <label key={s.id} className="check" style={{ paddingLeft: `${depthOf(graph, s.id) * 0.9}rem` }}>
+                <input
+                  type="checkbox"
+                  checked={selected.has(s.id)}
+                  onChange={(e) => onSelection(e.target.checked ? [...selection, s.id] : selection.filter((x) => x !== s.id))}
+                />
+                {s.id} <span className="muted">{s.uses}</span>
+              </label>
+            ))}
+          </fieldset>
+        </details>
+        <span className="muted hint">Ctrl- or Shift-click to select several steps.</span>
+      </div>
+      {problem && (
+        <p className="error" role="alert">
+          {problem}
+        </p>
+      )}
+      <div className="canvas" onDragOver={(e) => e.preventDefault()} onDrop={onDrop} data-testid="canvas">
+        <ReactFlow
+          nodes={nodes}
+          edges={edges}
+          nodeTypes={nodeTypes}
+          onNodesChange={onNodesChange}
+          onEdgesChange={onEdgesChange}
+          onConnect={onConnect}
+          onPaneClick={() => onSelection([])}
+          deleteKeyCode={['Delete']}
+          multiSelectionKeyCode={['Control', 'Meta', 'Shift']}
+          selectionKeyCode={null}
+          fitView
+          fitViewOptions={{ maxZoom: 1.2 }}
+          proOptions={{ hideAttribution: true }}
+        >
+          <Background />
+          <Controls />
+          <MiniMap pannable zoomable ariaLabel="Mini map" />
+        </ReactFlow>
+      </div>
+    </>
   );
 }
 
-function Palette({ onAdd }: { onAdd: (uses: string) => void }) {
+function depthOf(graph: WorkflowGraph, id: string): number {
+  const s = graph.steps.find((x) => x.id === id);
+  return s?.group ? 1 + depthOf(graph, s.group) : 0;
+}
+
+/** The id a new step of an action starts from: `http`, `rabbitmq-publish`, `step` for shell. */
+function idBase(name: string): string {
+  return name === 'shell' ? 'step' : name.replace(/[^a-z0-9_-]+/gi, '-').toLowerCase();
+}
+
+function Palette({ actions, error, onAdd }: { actions: ActionInfo[]; error: string | null; onAdd: (a: ActionInfo) => void }) {
+  const [filter, setFilter] = useState('');
+  const f = filter.trim().toLowerCase();
+  const shown = f ? actions.filter((a) => a.name.toLowerCase().includes(f) || a.description.toLowerCase().includes(f)) : actions;
   return (
     <aside className="palette" aria-labelledby="palette-title">
       <h2 id="palette-title">Actions</h2>
       <p className="muted">Drag onto the canvas, or press Enter to add.</p>
-      <ul className="plain">
-        {ACTIONS.map((a) => (
-          <li key={a.uses}>
+      {actions.length > 8 && (
+        <label className="palette-filter">
+          <span className="sr-only">Filter actions</span>
+          <input type="search" placeholder="Filter actions" value={filter} onChange={(e) => setFilter(e.target.value)} />
+        </label>
+      )}
+      <ErrorBox error={error && `Cannot list the server's actions: ${error}`} />
+      {!actions.length && !error && <p aria-busy="true">Loading…</p>}
+      <ul className="plain palette-list">
+        {shown.map((a) => (
+          <li key={a.name}>
             <button
               type="button"
               className="palette-item"
               draggable
-              data-action={a.uses}
+              data-action={a.name}
               onDragStart={(e) => {
-                e.dataTransfer.setData(DRAG_TYPE, a.uses);
+                e.dataTransfer.setData(DRAG_TYPE, a.name);
                 e.dataTransfer.effectAllowed = 'copy';
               }}
-              onClick={() => onAdd(a.uses)}
-              aria-label={`Add ${a.title} step`}
+              onClick={() => onAdd(a)}
+              aria-label={`Add ${actionTitle(a.name)} step`}
               title={a.description}
             >
-              <strong>{a.title}</strong>
-              <span className="muted">{a.uses}</span>
+              <strong>{actionTitle(a.name)}</strong>
+              <span className="muted">{a.source === 'builtin' ? a.name : `${a.name} · ${a.source}`}</span>
             </button>
           </li>
         ))}
@@ -367,7 +296,8 @@ function Editor() {
   const [baseline, setBaseline] = useState<string>('');
   const [loadError, setLoadError] = useState<string | null>(null);
   const [tab, setTab] = useState<'canvas' | 'yaml'>('canvas');
-  const [selected, setSelected] = useState<string | null>(null);
+  const [selection, setSelection] = useState<string[]>([]);
+  const { actions, error: actionsError } = useActions();
   const [problems, setProblems] = useState<InvalidDetail[]>([]);
   const [deployError, setDeployError] = useState<string | null>(null);
   const location = useLocation();
@@ -405,25 +335,35 @@ function Editor() {
 
   const stepErrors = useMemo(() => {
     const out: Record<string, string> = {};
+    // what the browser can tell at once (required inputs, types, durations) …
+    const known = new Set(actions.map((a) => a.name));
+    if (parsed.graph && actions.length) {
+      const all = allStepValues(text);
+      for (const s of parsed.graph.steps) {
+        const values = all[s.id];
+        const problem = values && stepSummary(values, actions.find((a) => a.name === s.uses), known.has(s.uses));
+        if (problem) out[s.id] = problem;
+      }
+    }
+    // … and what the server said on the last deploy
     for (const p of problems) {
       const id = p.path ? stepForErrorPath(text, p.path) : undefined;
       if (id) out[id] = out[id] ? `${out[id]}; ${p.message}` : p.message;
     }
     return out;
-  }, [problems, text]);
+  }, [problems, text, actions, parsed.graph]);
 
   const edit = (t: string) => {
     setText(t);
     setMessage(null);
   };
-  const addFromPalette = (uses: string) => {
-    const def = actionFor(uses)!;
-    const id = freshId(text, def.uses === 'shell' ? 'step' : def.uses);
+  const addFromPalette = (action: ActionInfo) => {
+    const id = freshId(text, idBase(action.name));
     try {
-      edit(addStep(text, id, structuredClone(def.template)));
-      setSelected(id);
+      edit(addStep(text, id, newStepBody(action)));
+      setSelection([id]);
     } catch (e) {
-      window.alert(errorText(e));
+      setDeployError(errorText(e));
     }
   };
 
@@ -508,7 +448,7 @@ function Editor() {
         </div>
       )}
       <div className="editor-grid">
-        <Palette onAdd={addFromPalette} />
+        <Palette actions={actions} error={actionsError} onAdd={addFromPalette} />
         <div className="editor-main">
           <div role="tablist" aria-label="Editor view" className="tabs">
             <button type="button" role="tab" id="tab-canvas" aria-selected={tab === 'canvas'} aria-controls="panel-canvas" onClick={() => setTab('canvas')}>
@@ -520,17 +460,23 @@ function Editor() {
           </div>
           {tab === 'canvas' ? (
             <div role="tabpanel" id="panel-canvas" aria-labelledby="tab-canvas">
-              {graph && <Canvas graph={graph} text={text} onText={edit} selected={selected} onSelect={setSelected} stepErrors={stepErrors} />}
+              {graph && <Canvas graph={graph} text={text} onText={edit} selection={selection} onSelection={setSelection} stepErrors={stepErrors} actions={actions} />}
             </div>
           ) : (
             <div role="tabpanel" id="panel-yaml" aria-labelledby="tab-yaml">
-              <YamlEditor value={text} onChange={edit} label="Workflow YAML" />
+              <YamlEditor value={text} onChange={edit} label="Workflow YAML" complete={(t, pos) => completionsAt(t, pos, actions)} />
             </div>
           )}
         </div>
         <aside className="side" aria-label="Properties">
-          {selected && stepValues(text, selected) ? (
-            <StepPanel key={selected} text={text} stepId={selected} onText={edit} onSelect={setSelected} />
+          {selection.length === 1 && stepValues(text, selection[0]) ? (
+            <StepPanel key={selection[0]} text={text} stepId={selection[0]} stepIds={graph?.steps.map((s) => s.id) ?? []} actions={actions} onText={edit} onSelect={setSelection} />
+          ) : selection.length > 1 ? (
+            <div className="panel-form" aria-label="Selection">
+              <h2>{selection.length} steps selected</h2>
+              <p>{selection.join(', ')}</p>
+              <p className="muted">{groupProblem(text, selection) ?? 'Group them as parallel or sequence with the buttons above the canvas.'}</p>
+            </div>
           ) : (
             <form className="panel-form" onSubmit={(e) => e.preventDefault()} aria-label="Workflow">
               <h2>Workflow</h2>

@@ -1,29 +1,19 @@
-import { Background, Controls, ReactFlow, ReactFlowProvider, type Edge } from '@xyflow/react';
+import { Background, Controls, ReactFlow, ReactFlowProvider } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
 import { useMemo } from 'react';
+import { flowEdges, flowNodes } from './flow';
 import { layoutGraph } from './layout';
-import { nodeTypes, type StepFlowNode } from './StepNode';
+import { nodeTypes } from './StepNode';
 import { graphFromText } from './yamlModel';
 
-/** The run's graph coloured by step status (read-only). */
+/** The run's graph coloured by step status (read-only); groups drawn as boxes. */
 export default function RunGraph({ source, statuses }: { source: string; statuses: Record<string, string> }) {
   const graph = useMemo(() => graphFromText(source).graph, [source]);
-  const positions = useMemo(() => (graph ? layoutGraph(graph) : {}), [graph]);
+  const layout = useMemo(() => (graph ? layoutGraph(graph) : {}), [graph]);
   if (!graph) return null;
-  const nodes: StepFlowNode[] = graph.nodes.map((n) => ({
-    id: n.id,
-    type: 'step',
-    position: positions[n.id],
-    data: { label: n.id, uses: n.uses, group: n.group, status: statuses[n.id] ?? 'pending' },
-    draggable: false,
-    connectable: false,
-  }));
-  const edges: Edge[] = graph.edges.map((e) => ({
-    id: `${e.source}->${e.target}`,
-    source: e.source,
-    target: e.target,
-    animated: statuses[e.target] === 'running',
-  }));
+  const withPending = Object.fromEntries(graph.steps.map((s) => [s.id, statuses[s.id] ?? 'pending']));
+  const nodes = flowNodes(graph, { layout, statuses: withPending, interactive: false });
+  const edges = flowEdges(graph, undefined, statuses);
   return (
     <div className="graph" aria-label="Step graph" role="img">
       <ReactFlowProvider>

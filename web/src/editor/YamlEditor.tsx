@@ -1,17 +1,44 @@
+import type { CompletionContext, CompletionResult } from '@codemirror/autocomplete';
 import { yaml } from '@codemirror/lang-yaml';
 import { EditorState } from '@codemirror/state';
 import { EditorView } from '@codemirror/view';
 import { basicSetup } from 'codemirror';
 import { useEffect, useRef } from 'react';
+import type { Completions } from './yamlComplete';
 
-/** CodeMirror 6 with YAML highlighting; `value` in, `onChange` out, kept in sync. */
-export default function YamlEditor({ value, onChange, label }: { value: string; onChange: (text: string) => void; label: string }) {
+/**
+ * CodeMirror 6 with YAML highlighting; `value` in, `onChange` out, kept in sync.
+ * `complete` suggests keys and values as you type (Ctrl-Space asks explicitly).
+ */
+export default function YamlEditor({
+  value,
+  onChange,
+  label,
+  complete,
+}: {
+  value: string;
+  onChange: (text: string) => void;
+  label: string;
+  complete?: (text: string, pos: number) => Completions | null;
+}) {
   const host = useRef<HTMLDivElement>(null);
   const view = useRef<EditorView | null>(null);
   const change = useRef(onChange);
   change.current = onChange;
+  const completer = useRef(complete);
+  completer.current = complete;
 
   useEffect(() => {
+    const source = (ctx: CompletionContext): CompletionResult | null => {
+      const found = completer.current?.(ctx.state.doc.toString(), ctx.pos);
+      if (!found || !found.options.length) return null;
+      if (!ctx.explicit && found.from === ctx.pos && !ctx.matchBefore(/:\s+$/)) return null;
+      return {
+        from: found.from,
+        options: found.options.map((o) => ({ label: o.label, detail: o.detail, info: o.info, apply: o.apply, type: o.apply.endsWith(': ') ? 'property' : 'enum' })),
+        validFor: /^[\w.-]*$/,
+      };
+    };
     const v = new EditorView({
       parent: host.current!,
       state: EditorState.create({
@@ -19,6 +46,7 @@ export default function YamlEditor({ value, onChange, label }: { value: string; 
         extensions: [
           basicSetup,
           yaml(),
+          EditorState.languageData.of(() => [{ autocomplete: source }]),
           EditorView.contentAttributes.of({ 'aria-label': label }),
           EditorView.updateListener.of((u) => {
             if (u.docChanged) change.current(u.state.doc.toString());

@@ -1,98 +1,84 @@
-// Built-in actions and their `with:` fields. The server has no action-list endpoint yet,
-// so the palette and the side-panel forms come from this table (docs/workflows.md).
-export interface ActionField {
+// The actions the server can run, from `GET /api/v1/actions`, with their JSON Schemas.
+// The palette lists them and the side panel builds each step's form from `input_schema`.
+import { useEffect, useState } from 'react';
+import { api } from '../api';
+import { errorText } from '../util';
+import type { JsonSchema } from './schemaForm';
+
+export interface ActionInfo {
   name: string;
-  label: string;
-  kind: 'text' | 'multiline' | 'number' | 'boolean' | 'list' | 'select';
-  options?: string[];
-  required?: boolean;
-  help?: string;
-}
-
-export interface ActionDef {
-  uses: string;
-  title: string;
+  version: string;
   description: string;
-  fields: ActionField[];
-  /** The `with:` (or `run:`) a new step of this action starts with. */
-  template: Record<string, unknown>;
+  source: string;
+  input_schema: JsonSchema;
+  output_schema: JsonSchema | null;
 }
 
-export const ACTIONS: ActionDef[] = [
-  {
-    uses: 'shell',
-    title: 'Shell',
-    description: 'Run a shell command',
-    fields: [
-      { name: 'command', label: 'Command', kind: 'multiline', required: true },
-      { name: 'working_directory', label: 'Working directory', kind: 'text' },
-    ],
-    template: { run: 'echo hello' },
-  },
-  {
-    uses: 'python',
-    title: 'Python',
-    description: 'Call a Python function',
-    fields: [{ name: 'function', label: 'Function (pkg.module:func)', kind: 'text', required: true }],
-    template: { uses: 'python', with: { function: 'platform:python_version' } },
-  },
-  {
-    uses: 'http',
-    title: 'HTTP request',
-    description: 'Call a URL',
-    fields: [
-      { name: 'url', label: 'URL', kind: 'text', required: true },
-      { name: 'method', label: 'Method', kind: 'select', options: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'] },
-      { name: 'body', label: 'Body', kind: 'multiline' },
-      { name: 'expect_status', label: 'Expected status', kind: 'number' },
-    ],
-    template: { uses: 'http', with: { url: 'https://example.com', method: 'GET' } },
-  },
-  {
-    uses: 'sleep',
-    title: 'Sleep',
-    description: 'Wait durably for a while',
-    fields: [
-      { name: 'duration', label: 'Duration (e.g. 5m)', kind: 'text' },
-      { name: 'until', label: 'Until (ISO time)', kind: 'text' },
-    ],
-    template: { uses: 'sleep', with: { duration: '10s' } },
-  },
-  {
-    uses: 'approval',
-    title: 'Approval',
-    description: 'Wait for a person to approve',
-    fields: [
-      { name: 'message', label: 'Message', kind: 'text' },
-      { name: 'approvers', label: 'Approvers (role:NAME, user:NAME; comma-separated)', kind: 'list' },
-      { name: 'timeout', label: 'Approval timeout', kind: 'text' },
-    ],
-    template: { uses: 'approval', with: { message: 'Please approve' } },
-  },
-  {
-    uses: 'workflow',
-    title: 'Sub-workflow',
-    description: 'Run a deployed workflow',
-    fields: [
-      { name: 'workflow', label: 'Workflow name', kind: 'text', required: true },
-      { name: 'wait', label: 'Wait for it', kind: 'boolean' },
-    ],
-    template: { uses: 'workflow', with: { workflow: 'hello' } },
-  },
-  {
-    uses: 'notify',
-    title: 'Notify',
-    description: 'Send a message to a channel',
-    fields: [
-      { name: 'channel', label: 'Channel', kind: 'text' },
-      { name: 'url', label: 'URL', kind: 'text' },
-      { name: 'title', label: 'Title', kind: 'text' },
-      { name: 'message', label: 'Message', kind: 'multiline' },
-    ],
-    template: { uses: 'notify', with: { channel: 'default', message: 'Done' } },
-  },
-];
+let cache: Promise<ActionInfo[]> | null = null;
 
-export function actionFor(uses: string | undefined): ActionDef | undefined {
-  return ACTIONS.find((a) => a.uses === (uses ?? 'shell'));
+/** The server's actions, fetched once per page load (they change only on restart). */
+export function loadActions(): Promise<ActionInfo[]> {
+  if (!cache) {
+    cache = api<{ items: ActionInfo[] }>('/api/v1/actions').then(
+      (r) => [...r.items].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name)),
+      (e) => {
+        cache = null; // try again next time
+        throw e;
+      },
+    );
+  }
+  return cache;
+}
+
+/** Built-ins first (shell, http, … in their usual order), then the rest by name. */
+const FIRST = ['shell', 'http', 'python', 'approval', 'sleep', 'notify', 'workflow', 'sql'];
+function rank(a: ActionInfo): number {
+  const i = FIRST.indexOf(a.name);
+  return i < 0 ? FIRST.length : i;
+}
+
+export function useActions(): { actions: ActionInfo[]; error: string | null } {
+  const [actions, setActions] = useState<ActionInfo[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    loadActions().then(
+      (a) => live && setActions(a),
+      (e) => live && setError(errorText(e)),
+    );
+    return () => {
+      live = false;
+    };
+  }, []);
+  return { actions, error };
+}
+
+/** The `uses:` of a step, with `run:` (and no `uses:`) meaning the shell action. */
+export function usesOf(values: Record<string, unknown>): string {
+  if (typeof values.uses === 'string') return values.uses;
+  if (values.parallel !== undefined) return 'parallel';
+  if (values.sequence !== undefined) return 'sequence';
+  return 'shell';
+}
+
+/** The body of a new step of `action`: shell uses the `run:` shorthand; others start
+ * with the required inputs that have an example or default, so the form shows the rest. */
+export function newStepBody(action: ActionInfo): Record<string, unknown> {
+  if (action.name === 'shell') return { run: 'echo hello' };
+  const body: Record<string, unknown> = { uses: action.name };
+  const start: Record<string, unknown> = {};
+  const props = action.input_schema.properties ?? {};
+  for (const key of action.input_schema.required ?? []) {
+    const p = props[key];
+    const example = p?.examples?.[0] ?? p?.default;
+    if (example !== undefined && example !== null) start[key] = example;
+  }
+  if (Object.keys(start).length) body.with = start;
+  return body;
+}
+
+/** A readable title for an action name: `rabbitmq.publish` -> `Rabbitmq publish`. */
+export function actionTitle(name: string): string {
+  const words = name.replace(/[._-]+/g, ' ').trim();
+  return words.charAt(0).toUpperCase() + words.slice(1);
 }

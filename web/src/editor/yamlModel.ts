@@ -146,20 +146,20 @@ export function graphFromText(text: string): { graph: WorkflowGraph | null; erro
   return { graph: doc ? buildGraph(doc) : null, errors };
 }
 
-function edit(text: string, fn: (doc: Document, steps: StepInfo[]) => void): string {
+export function edit(text: string, fn: (doc: Document, steps: StepInfo[]) => void): string {
   const { doc, errors } = parse(text);
   if (!doc) throw new Error(errors[0]?.message ?? 'the YAML does not parse');
   fn(doc, listSteps(doc));
   return doc.toString(TO_STRING);
 }
 
-function find(steps: StepInfo[], id: string): StepInfo {
+export function find(steps: StepInfo[], id: string): StepInfo {
   const s = steps.find((x) => x.id === id);
   if (!s) throw new Error(`no step ${id}`);
   return s;
 }
 
-function flowSeq(doc: Document, items: string[]) {
+export function flowSeq(doc: Document, items: string[]) {
   const node = doc.createNode(items) as YAMLSeq;
   node.flow = true;
   return node;
@@ -175,23 +175,35 @@ export function freshId(text: string, base: string): string {
   return id;
 }
 
-/** Append a step to `steps:`; it starts unconnected (`needs: []`) unless it is the first. */
-export function addStep(text: string, id: string, body: Record<string, unknown>): string {
+/**
+ * Append a step to `steps:` — or to the group `into` — as the last of its list. At the
+ * top level it starts unconnected (`needs: []`) unless it is the first; in a group it
+ * takes the group's order (at the same time as the others, or after the last one).
+ */
+export function addStep(text: string, id: string, body: Record<string, unknown>, into?: string): string {
   return edit(text, (doc, steps) => {
-    let seq = doc.get('steps', true);
-    if (!isSeq(seq)) {
-      seq = doc.createNode([]);
-      doc.set('steps', seq);
+    let seq: unknown;
+    if (into !== undefined) {
+      const g = find(steps, into);
+      if (g.kind !== 'parallel' && g.kind !== 'sequence') throw new Error(`${into} is not a group`);
+      seq = doc.getIn([...g.path, g.kind], true);
+    } else {
+      seq = doc.get('steps', true);
+      if (!isSeq(seq)) {
+        seq = doc.createNode([]);
+        doc.set('steps', seq);
+      }
     }
-    if ((seq as YAMLSeq).flow && (seq as YAMLSeq).items.length === 0) (seq as YAMLSeq).flow = false;
+    if (!isSeq(seq)) throw new Error(`the steps of ${into} are not a list`);
+    if (seq.flow && seq.items.length === 0) seq.flow = false;
     const step: Record<string, unknown> = { id, ...body };
-    if (steps.length) step.needs = [];
+    if (into === undefined && steps.length) step.needs = [];
     const node = doc.createNode(step) as YAMLMap;
     const needs = node.get('needs', true);
     if (isSeq(needs)) needs.flow = true;
     const w = node.get('with', true);
     if (isMap(w)) w.flow = true;
-    (seq as YAMLSeq).items.push(node);
+    seq.items.push(node);
   });
 }
 
@@ -239,7 +251,7 @@ export function renameStep(text: string, from: string, to: string): string {
   });
 }
 
-function rewriteNeeds(doc: Document, s: StepInfo, fn: (ids: string[]) => string[]) {
+export function rewriteNeeds(doc: Document, s: StepInfo, fn: (ids: string[]) => string[]) {
   if (s.needs === undefined) return;
   const next = fn(s.needs);
   if (next.join('\u0000') === s.needs.join('\u0000')) return;
@@ -253,16 +265,21 @@ function rewriteNeeds(doc: Document, s: StepInfo, fn: (ids: string[]) => string[
   else doc.setIn([...s.path, 'needs'], flowSeq(doc, next));
 }
 
-/** What `needs` a step has now, written out: explicit, or the default predecessor. */
-function currentNeeds(doc: Document, steps: StepInfo[], s: StepInfo): string[] {
+/**
+ * What a step waits for now, as ids that could be written in its `needs`: its own
+ * `needs`, else the step before it in a sequence, else what its group waits for.
+ */
+export function depsIds(steps: StepInfo[], s: StepInfo): string[] {
   if (s.needs !== undefined) return [...s.needs];
   const idx = Number(s.path[s.path.length - 1]);
-  if (s.group === undefined && idx > 0) {
-    const prev = steps.find((x) => x.group === undefined && Number(x.path[x.path.length - 1]) === idx - 1);
-    return prev ? [prev.id] : [];
+  const parent = s.group === undefined ? undefined : steps.find((x) => x.id === s.group);
+  const mode = parent ? parent.kind : 'sequence';
+  if (mode === 'sequence' && idx > 0) {
+    const container = s.path.slice(0, -1).join('\u0000');
+    const prev = steps.find((x) => x.path.slice(0, -1).join('\u0000') === container && Number(x.path[x.path.length - 1]) === idx - 1);
+    if (prev) return [prev.id];
   }
-  void doc;
-  return [];
+  return parent ? depsIds(steps, parent) : [];
 }
 
 /** Connect source -> target: target needs source (the canvas's "connect"). */
@@ -271,7 +288,7 @@ export function connect(text: string, source: string, target: string): string {
   return edit(text, (doc, steps) => {
     const t = find(steps, target);
     find(steps, source);
-    const now = currentNeeds(doc, steps, t);
+    const now = depsIds(steps, t);
     if (t.needs !== undefined && now.includes(source)) return;
     const next = now.includes(source) ? now : [...now, source];
     if (t.needs === undefined) doc.setIn([...t.path, 'needs'], flowSeq(doc, next));
@@ -283,7 +300,7 @@ export function connect(text: string, source: string, target: string): string {
 export function disconnect(text: string, source: string, target: string): string {
   return edit(text, (doc, steps) => {
     const t = find(steps, target);
-    const next = currentNeeds(doc, steps, t).filter((x) => x !== source);
+    const next = depsIds(steps, t).filter((x) => x !== source);
     if (t.needs === undefined) doc.setIn([...t.path, 'needs'], flowSeq(doc, next));
     else rewriteNeeds(doc, t, () => next);
   });
@@ -306,6 +323,18 @@ export function stepValues(text: string, id: string): Record<string, unknown> | 
   if (!s) return null;
   const node = doc.getIn(s.path, true);
   return isMap(node) ? (node.toJSON() as Record<string, unknown>) : null;
+}
+
+/** Every step's plain values, by id, from one parse (for checks over the whole file). */
+export function allStepValues(text: string): Record<string, Record<string, unknown>> {
+  const { doc } = parse(text);
+  if (!doc) return {};
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const s of listSteps(doc)) {
+    const node = doc.getIn(s.path, true);
+    if (isMap(node)) out[s.id] = node.toJSON() as Record<string, unknown>;
+  }
+  return out;
 }
 
 /** The step a server validation error's `path` (["steps", 0, "with", …]) points at. */

@@ -2,6 +2,7 @@ import { FormEvent, useState } from 'react';
 import { NavLink, useParams } from 'react-router-dom';
 import { api, qs } from '../api';
 import { ErrorBox, errorText, fmtTime, useApi } from '../util';
+import { useCursorList, VirtualTable, type Column } from '../VirtualTable';
 
 type Row = Record<string, unknown>;
 const ROLES = ['viewer', 'operator', 'editor', 'admin'];
@@ -314,16 +315,23 @@ function Secrets() {
   );
 }
 
+const AUDIT_COLS = ['seq', 'at', 'actor', 'action', 'resource', 'outcome', 'source', 'request_id'];
+const AUDIT_WIDTHS: Record<string, string> = { seq: '4.5rem', at: '14.5rem', outcome: '6.5rem', actor: '8rem', source: '8rem' };
+
 function Audit() {
   const [f, setF] = useState({ actor: '', action: '', outcome: '', since: '', until: '' });
-  const [cursor, setCursor] = useState<string[]>([]);
-  const q = qs({ ...f, cursor: cursor[cursor.length - 1], limit: 50 });
-  const audit = useApi<{ items: Row[]; next_cursor: string | null }>(`/api/v1/audit${q}`, [q]);
+  const list = useCursorList<Row>((cursor) => `/api/v1/audit${qs({ ...f, cursor, limit: 100 })}`, JSON.stringify(f));
   const verify = useApi<Row>('/api/v1/audit/verify');
-  const set = (k: keyof typeof f, v: string) => {
-    setF({ ...f, [k]: v });
-    setCursor([]);
-  };
+  const set = (k: keyof typeof f, v: string) => setF({ ...f, [k]: v });
+  const columns: Column<Row>[] = AUDIT_COLS.map((c) => ({
+    header: c.replace('_', ' '),
+    width: AUDIT_WIDTHS[c],
+    cell: (r) => (
+      <span className="ellipsis" title={cell(r[c])}>
+        {cell(r[c])}
+      </span>
+    ),
+  }));
   return (
     <>
       {verify.data && (
@@ -358,16 +366,8 @@ function Audit() {
           <input type="date" value={f.until} onChange={(e) => set('until', e.target.value)} />
         </label>
       </form>
-      <ErrorBox error={audit.error} />
-      <Table rows={audit.data?.items ?? []} cols={['seq', 'at', 'actor', 'action', 'resource', 'outcome', 'source', 'request_id']} />
-      <nav className="pager" aria-label="Audit pages">
-        <button type="button" disabled={!cursor.length} onClick={() => setCursor(cursor.slice(0, -1))}>
-          Newer
-        </button>
-        <button type="button" disabled={!audit.data?.next_cursor} onClick={() => setCursor([...cursor, audit.data!.next_cursor!])}>
-          Older
-        </button>
-      </nav>
+      <ErrorBox error={list.error} />
+      <VirtualTable list={list} columns={columns} rowKey={(r) => String(r.seq)} label="Audit log, newest first" noun="entries" height="calc(100vh - 330px)" />
     </>
   );
 }

@@ -1,6 +1,6 @@
-import { FormEvent, useState } from 'react';
+import { FormEvent, useEffect, useRef, useState } from 'react';
 import { useNavigate, useSearchParams } from 'react-router-dom';
-import { login } from '../api';
+import { ApiError, login } from '../api';
 import { ErrorBox, errorText } from '../util';
 
 export default function Login() {
@@ -12,6 +12,11 @@ export default function Login() {
   const [showOtp, setShowOtp] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [askOtp, setAskOtp] = useState(false);
+  const otpInput = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    if (askOtp) otpInput.current?.focus();
+  }, [askOtp]);
   const next = params.get('next');
   const safeNext = next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/login') ? next : '/';
 
@@ -23,7 +28,15 @@ export default function Login() {
       await login(username, password, otp || undefined);
       navigate(safeNext, { replace: true });
     } catch (err) {
-      setError(errorText(err));
+      if (err instanceof ApiError && err.code === 'mfa_required') {
+        // the password was right: now the second factor
+        setShowOtp(true);
+        setAskOtp(true);
+        setError(null);
+      } else {
+        if (err instanceof ApiError && err.code === 'mfa_invalid') setOtp('');
+        setError(errorText(err));
+      }
     } finally {
       setBusy(false);
     }
@@ -42,10 +55,15 @@ export default function Login() {
           Password
           <input name="password" type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
         </label>
+        {askOtp && (
+          <p className="note" role="status">
+            This account has two-factor authentication: enter the code from your authenticator app, or one of your recovery codes.
+          </p>
+        )}
         {showOtp ? (
           <label>
             One-time code
-            <input name="otp" inputMode="numeric" autoComplete="one-time-code" value={otp} onChange={(e) => setOtp(e.target.value)} />
+            <input ref={otpInput} name="otp" inputMode="numeric" autoComplete="one-time-code" value={otp} onChange={(e) => setOtp(e.target.value)} required={askOtp} />
           </label>
         ) : (
           <button type="button" className="link" onClick={() => setShowOtp(true)}>

@@ -1,41 +1,58 @@
-import { useEffect, useState } from 'react';
 import { Link, useSearchParams } from 'react-router-dom';
-import { api, qs } from '../api';
-import { ErrorBox, errorText, fmtDuration, fmtTime, Page, RUN_STATUSES, RunSummary, StatusBadge } from '../util';
+import { qs } from '../api';
+import { ErrorBox, fmtDuration, fmtTime, RUN_STATUSES, RunSummary, StatusBadge } from '../util';
+import { useCursorList, VirtualTable, type Column } from '../VirtualTable';
 
-const PAGE = 50;
+const PAGE = 100;
+
+const COLUMNS: Column<RunSummary>[] = [
+  {
+    header: 'Run',
+    width: '11rem',
+    cell: (r) => (
+      <Link to={`/runs/${r.id}`} className="mono">
+        {r.id.slice(0, 13)}…
+      </Link>
+    ),
+  },
+  {
+    header: 'Workflow',
+    cell: (r) => (
+      <>
+        <Link to={`/workflows/${encodeURIComponent(r.workflow)}`}>{r.workflow}</Link> <span className="muted">v{r.version}</span>
+      </>
+    ),
+  },
+  {
+    header: 'Status',
+    width: '11rem',
+    cell: (r) => (
+      <>
+        <StatusBadge status={r.status} />
+        {r.attempt > 1 && <span className="muted"> attempt {r.attempt}</span>}
+      </>
+    ),
+  },
+  { header: 'Trigger', width: '8rem', cell: (r) => r.trigger_type },
+  { header: 'Started', width: '13rem', cell: (r) => fmtTime(r.created_at) },
+  { header: 'Duration', width: '7rem', cell: (r) => fmtDuration(r.duration) },
+];
 
 export default function Runs() {
   const [params, setParams] = useSearchParams();
-  const [page, setPage] = useState<Page<RunSummary> | null>(null);
-  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
-  const [error, setError] = useState<string | null>(null);
   const workflow = params.get('workflow') ?? '';
   const status = params.get('status') ?? '';
   const namespace = params.get('namespace') ?? '';
-  const cursor = cursors[cursors.length - 1];
-
-  useEffect(() => {
-    let live = true;
-    api<Page<RunSummary>>(`/api/v1/runs${qs({ workflow, status, namespace, cursor, limit: PAGE })}`).then(
-      (p) => {
-        if (!live) return;
-        setPage(p);
-        setError(null);
-      },
-      (e) => live && setError(errorText(e)),
-    );
-    return () => {
-      live = false;
-    };
-  }, [workflow, status, namespace, cursor]);
+  const list = useCursorList<RunSummary>(
+    (cursor) => `/api/v1/runs${qs({ workflow, status, namespace, cursor, limit: PAGE })}`,
+    `${workflow}\u0000${status}\u0000${namespace}`,
+  );
 
   const set = (key: string, value: string) => {
     const p = new URLSearchParams(params);
     if (value) p.set(key, value);
     else p.delete(key);
     setParams(p, { replace: true });
-    setCursors([undefined]);
   };
 
   return (
@@ -62,56 +79,8 @@ export default function Runs() {
           <input value={namespace} onChange={(e) => set('namespace', e.target.value)} />
         </label>
       </form>
-      <ErrorBox error={error} />
-      <table className="list">
-        <thead>
-          <tr>
-            <th scope="col">Run</th>
-            <th scope="col">Workflow</th>
-            <th scope="col">Status</th>
-            <th scope="col">Trigger</th>
-            <th scope="col">Started</th>
-            <th scope="col">Duration</th>
-          </tr>
-        </thead>
-        <tbody>
-          {page?.items.map((r) => (
-            <tr key={r.id}>
-              <td>
-                <Link to={`/runs/${r.id}`} className="mono">
-                  {r.id.slice(0, 13)}…
-                </Link>
-              </td>
-              <td>
-                <Link to={`/workflows/${encodeURIComponent(r.workflow)}`}>{r.workflow}</Link> <span className="muted">v{r.version}</span>
-              </td>
-              <td>
-                <StatusBadge status={r.status} />
-                {r.attempt > 1 && <span className="muted"> attempt {r.attempt}</span>}
-              </td>
-              <td>{r.trigger_type}</td>
-              <td>{fmtTime(r.created_at)}</td>
-              <td>{fmtDuration(r.duration)}</td>
-            </tr>
-          ))}
-          {page && !page.items.length && (
-            <tr>
-              <td colSpan={6} className="muted">
-                No runs.
-              </td>
-            </tr>
-          )}
-        </tbody>
-      </table>
-      <nav className="pager" aria-label="Pages">
-        <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>
-          Newer
-        </button>
-        <span>Page {cursors.length}</span>
-        <button type="button" disabled={!page?.next_cursor} onClick={() => setCursors([...cursors, page!.next_cursor!])}>
-          Older
-        </button>
-      </nav>
+      <ErrorBox error={list.error} />
+      <VirtualTable list={list} columns={COLUMNS} rowKey={(r) => r.id} label="Runs, newest first" empty="No runs." noun="runs" height="calc(100vh - 230px)" />
     </section>
   );
 }

@@ -1,45 +1,69 @@
-import { useEffect, useState } from 'react';
 import { Link, useSearchParams } from 'react-router-dom';
-import { api, qs } from '../api';
-import { ErrorBox, errorText, fmtTime, Page, StatusBadge, WorkflowSummary } from '../util';
+import { qs } from '../api';
+import { ErrorBox, fmtTime, StatusBadge, WorkflowSummary } from '../util';
+import { useCursorList, VirtualTable, type Column } from '../VirtualTable';
 
 const LABELS = ['stage', 'service', 'automation', 'trigger'] as const;
 
+const COLUMNS: Column<WorkflowSummary>[] = [
+  {
+    header: 'Name',
+    cell: (w) => (
+      <>
+        <Link to={`/workflows/${encodeURIComponent(w.name)}`}>{w.name}</Link>
+        <div className="muted ellipsis" title={w.description}>
+          {w.description}
+        </div>
+      </>
+    ),
+  },
+  { header: 'Namespace', width: '9rem', cell: (w) => w.namespace },
+  {
+    header: 'Labels',
+    cell: (w) => (
+      <div className="ellipsis" title={Object.entries(w.labels ?? {}).map(([k, v]) => `${k}: ${v}`).join(', ')}>
+        {Object.entries(w.labels ?? {}).map(([k, v]) => (
+          <span className="tag" key={k}>
+            {k}: {v}
+          </span>
+        ))}
+      </div>
+    ),
+  },
+  { header: 'Version', width: '6rem', cell: (w) => `v${w.version}` },
+  {
+    header: 'Last run',
+    width: '9rem',
+    cell: (w) =>
+      w.last_run ? (
+        <Link to={`/runs/${w.last_run.id}`} aria-label={`last run of ${w.name}: ${w.last_run.status}`}>
+          <StatusBadge status={w.last_run.status} />
+        </Link>
+      ) : (
+        <span className="muted">never</span>
+      ),
+  },
+  { header: 'Next scheduled', width: '12rem', cell: (w) => fmtTime(w.next_fire) },
+];
+
 export default function Workflows() {
   const [params, setParams] = useSearchParams();
-  const [items, setItems] = useState<WorkflowSummary[]>([]);
-  const [next, setNext] = useState<string | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [loading, setLoading] = useState(false);
   const filters = {
     q: params.get('q') ?? '',
     namespace: params.get('namespace') ?? '',
     ...Object.fromEntries(LABELS.map((l) => [l, params.get(l) ?? ''])),
   } as Record<string, string>;
-  const query = (cursor?: string) =>
-    qs({
-      q: filters.q,
-      namespace: filters.namespace,
-      label: LABELS.filter((l) => filters[l]).map((l) => `${l}:${filters[l]}`),
-      cursor,
-      limit: 100,
-    });
-
-  async function load(cursor?: string) {
-    setLoading(true);
-    try {
-      const page = await api<Page<WorkflowSummary>>(`/api/v1/workflows${query(cursor)}`);
-      setItems((old) => (cursor ? [...old, ...page.items] : page.items));
-      setNext(page.next_cursor);
-      setError(null);
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      setLoading(false);
-    }
-  }
-  // eslint-disable-next-line react-hooks/exhaustive-deps
-  useEffect(() => void load(), [params.toString()]);
+  const list = useCursorList<WorkflowSummary>(
+    (cursor) =>
+      `/api/v1/workflows${qs({
+        q: filters.q,
+        namespace: filters.namespace,
+        label: LABELS.filter((l) => filters[l]).map((l) => `${l}:${filters[l]}`),
+        cursor,
+        limit: 100,
+      })}`,
+    params.toString(),
+  );
 
   const set = (key: string, value: string) => {
     const p = new URLSearchParams(params);
@@ -72,60 +96,8 @@ export default function Workflows() {
           </label>
         ))}
       </form>
-      <ErrorBox error={error} />
-      <table className="list">
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Namespace</th>
-            <th scope="col">Labels</th>
-            <th scope="col">Version</th>
-            <th scope="col">Last run</th>
-            <th scope="col">Next scheduled</th>
-          </tr>
-        </thead>
-        <tbody>
-          {items.map((w) => (
-            <tr key={w.name}>
-              <td>
-                <Link to={`/workflows/${encodeURIComponent(w.name)}`}>{w.name}</Link>
-                <div className="muted">{w.description}</div>
-              </td>
-              <td>{w.namespace}</td>
-              <td>
-                {Object.entries(w.labels ?? {}).map(([k, v]) => (
-                  <span className="tag" key={k}>
-                    {k}: {v}
-                  </span>
-                ))}
-              </td>
-              <td>v{w.version}</td>
-              <td>
-                {w.last_run ? (
-                  <Link to={`/runs/${w.last_run.id}`} aria-label={`last run of ${w.name}: ${w.last_run.status}`}>
-                    <StatusBadge status={w.last_run.status} />
-                  </Link>
-                ) : (
-                  <span className="muted">never</span>
-                )}
-              </td>
-              <td>{fmtTime(w.next_fire)}</td>
-            </tr>
-          ))}
-          {!items.length && !loading && (
-            <tr>
-              <td colSpan={6} className="muted">
-                No workflows match.
-              </td>
-            </tr>
-          )}
-        </tbody>
-      </table>
-      {next && (
-        <button type="button" onClick={() => load(next)} disabled={loading}>
-          Load more
-        </button>
-      )}
+      <ErrorBox error={list.error} />
+      <VirtualTable list={list} columns={COLUMNS} rowKey={(w) => w.name} label="Workflows" empty="No workflows match." noun="workflows" rowHeight={58} height="calc(100vh - 260px)" />
     </section>
   );
 }
