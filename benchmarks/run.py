@@ -56,8 +56,11 @@ def _run_yaml(source: str, home: Path, concurrency: int = 32) -> tuple[float, An
     from plait.model import load_workflow
 
     async def go() -> tuple[float, Any]:
+        from plait.runtime.tuning import tune_gc
+
         session = _session(home, concurrency)
         plan = load_workflow(source, "bench.yaml", session.registry.input_models()).plan
+        tune_gc()  # as `plait run` does after start-up (once per process)
         try:
             t0 = time.perf_counter()
             result = await session.run(plan, source, {}, workdir=HERE)

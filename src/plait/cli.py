@@ -232,6 +232,9 @@ def _drive(plan: Plan, json_out: bool, results_dir: Path, quiet: bool, go: Any) 
 
     async def main() -> RunResult:
         session = LocalSession(listener=progress)
+        from plait.runtime.tuning import tune_gc
+
+        tune_gc()  # after start-up: see plait.runtime.tuning
         loop = asyncio.get_running_loop()
         interrupts = [0]
 

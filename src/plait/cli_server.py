@@ -51,6 +51,9 @@ def _run(parts: Any, *, banner: bool = True, deploy: list[Path] | None = None) -
         deploy_files(services, deploy)
     if banner:
         _banner(parts, settings)
+    from plait.runtime.tuning import tune_gc
+
+    tune_gc()  # after start-up: see plait.runtime.tuning
     try:
         asyncio.run(serve(services, parts, install_signals=True))
     finally:
@@ -151,7 +154,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def scheduler() -> None:
-        """Only the scheduler: fires schedules and event triggers."""
+        """Only the scheduler: fires schedules and event triggers, consumes broker triggers."""
         from plait.server.main import Parts
 
         _run(Parts(api=False, worker=False))
