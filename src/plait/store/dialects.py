@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from sqlalchemy.pool import StaticPool
 from plait.errors import ConflictError, StoreError
 from plait.store.lite import CHECKPOINT_EVERY as _CHECKPOINT_EVERY
 from plait.store.lite import SYNCHRONOUS as _SYNCHRONOUS
-from plait.store.lite import connect_pragmas
+from plait.store.lite import connect, connect_pragmas, transaction
 
 #: Pooled read connections kept open (anyio's thread pool has 40 threads, plus workers)
 #: and how many more may open briefly beyond them.
@@ -128,6 +129,10 @@ class SqliteHooks(Hooks):
             raise StoreError(f"unknown SQLite synchronous mode {sync!r}")
         url = url.set(query=query)
         self.memory = url.database in (None, "", ":memory:")
+        self._path = Path(url.database or ":memory:").expanduser()
+        self._synchronous = _SYNCHRONOUS[sync.lower()]
+        self._readers = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
         if not self.memory and url.database:
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
@@ -223,12 +228,18 @@ class SqliteHooks(Hooks):
                 with _driver_transaction(self.engine, proxy.dbapi_connection, begin, proxy) as cur:
                     yield cur
             return
-        proxy = self.engine.raw_connection()
-        try:
-            with _driver_transaction(self.engine, proxy.dbapi_connection, "BEGIN", proxy) as cur:
-                yield cur
-        finally:
-            proxy.close()
+        # A read on the thread's own connection: checking one out of SQLAlchemy's pool
+        # and back costs more than the indexed read itself (the run-status poll).
+        with transaction(self._reader(), "BEGIN") as cur:
+            yield cur
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = self._readers.conn = connect(self._path, self._synchronous)
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
 
     def close(self) -> None:
         self._stop.set()
@@ -238,6 +249,10 @@ class SqliteHooks(Hooks):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            for conn in self._reader_conns:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._reader_conns.clear()
         self.engine.dispose()
 
 

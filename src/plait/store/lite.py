@@ -122,6 +122,39 @@ def open_lite(url: str, sealer: Sealer | None = None) -> SqlStore | None:
     return SqlStore(url, sealer, hooks=hooks, statements=_Statements.from_specs(kept.STATEMENTS))
 
 
+def connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    """A connection of a store to its file, with the store's PRAGMAs; transactions
+    are begun explicitly (:func:`transaction`)."""
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+    cur = conn.cursor()
+    for pragma in connect_pragmas(synchronous, memory=False):
+        cur.execute(pragma)
+    cur.close()
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, begin: str) -> Iterator[sqlite3.Cursor]:
+    """A cursor in a transaction, committed when the block ends and rolled back if it
+    raises; the driver's errors become StoreError (IntegrityError: ConflictError)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(begin)
+        yield cur
+        conn.commit()
+    except BaseException as exc:
+        with contextlib.suppress(sqlite3.Error):
+            conn.rollback()
+        if isinstance(exc, sqlite3.IntegrityError):
+            raise ConflictError(f"conflicting write: {exc}") from exc
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"database error: {exc}") from exc
+        raise
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            cur.close()
+
+
 class LiteHooks:
     """:class:`~plait.store.dialects.SqliteHooks`' cursor on a bare :mod:`sqlite3`
     connection; the rest of the hooks interface is SQLAlchemy's, built on first use."""
@@ -142,14 +175,7 @@ class LiteHooks:
         self._checkpointer.start()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            str(self._path), timeout=30, check_same_thread=False, isolation_level=None
-        )
-        cur = conn.cursor()
-        for pragma in connect_pragmas(self._synchronous, memory=False):
-            cur.execute(pragma)
-        cur.close()
-        return conn
+        return connect(self._path, self._synchronous)
 
     def _checkpoint_loop(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -166,23 +192,8 @@ class LiteHooks:
 
     @contextmanager
     def cursor(self, write: bool = True) -> Iterator[Any]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                yield cur
-                self._conn.commit()
-            except BaseException as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.rollback()
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise ConflictError(f"conflicting write: {exc}") from exc
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"database error: {exc}") from exc
-                raise
-            finally:
-                with contextlib.suppress(sqlite3.Error):
-                    cur.close()
+        with self._lock, transaction(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN") as cur:
+            yield cur
 
     # -- the rest of the hooks: SQLAlchemy's ---------------------------------------------
     def full(self) -> StoreHooks:
