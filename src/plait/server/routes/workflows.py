@@ -164,14 +164,30 @@ def workflow_out(w: WorkflowRecord) -> dict[str, Any]:
 
 
 def _triggers(plan: Plan) -> list[dict[str, Any]]:
-    """The triggers, with a webhook's secret left out (it may be a literal)."""
+    """The triggers, with a webhook's secret left out and a broker URL's password
+    hidden (either may be a literal)."""
     out = []
     for trigger in plan.triggers:
         shown = {k: v for k, v in trigger.items() if k != "secret"}
         if trigger.get("kind") == "webhook":
             shown["signed"] = bool(trigger.get("secret"))
+        if isinstance(shown.get("url"), str):
+            shown["url"] = _without_password(shown["url"])
         out.append(shown)
     return out
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _inputs(plan: Plan) -> list[InputOut]:
