@@ -166,7 +166,7 @@ class LiteHooks:
         self._synchronous = synchronous
         self._path = path
         self._lock = threading.RLock()
-        self._conn = self._connect()
+        self._conn: sqlite3.Connection | None = self._connect()
         self._full: StoreHooks | None = None
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(
@@ -192,8 +192,11 @@ class LiteHooks:
 
     @contextmanager
     def cursor(self, write: bool = True) -> Iterator[Any]:
-        with self._lock, transaction(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN") as cur:
-            yield cur
+        with self._lock:
+            if self._conn is None:  # closed: like SQLAlchemy's engine, connect again
+                self._conn = self._connect()
+            with transaction(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN") as cur:
+                yield cur
 
     # -- the rest of the hooks: SQLAlchemy's ---------------------------------------------
     def full(self) -> StoreHooks:
@@ -224,7 +227,9 @@ class LiteHooks:
         self._stop.set()
         self._checkpointer.join()
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
             if self._full is not None:
                 self._full.close()
 
