@@ -86,6 +86,9 @@ class Step:
     outputs: Mapping[str, Any] | None = None
     for_each: str | Sequence[Any] | None = None
     max_parallel: int | None = None
+    queue: str | None = None
+    runs_on: Mapping[str, Any] | None = None
+    priority: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The step as its YAML mapping."""

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from plait.engine.state import (
@@ -191,11 +191,27 @@ class MemoryStore:
 
     # -- the queue ---------------------------------------------------------------------
     def claim(
-        self, worker: str, now: float, lease_until: float, limit: int, run_id: str | None = None
+        self,
+        worker: str,
+        now: float,
+        lease_until: float,
+        limit: int,
+        run_id: str | None = None,
+        *,
+        queues: Sequence[str] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> list[Claim]:
         with self._lock:
-            due = sorted(self._due(now, run_id), key=self._claim_order)[:limit]
+            due = self._due(now, run_id)
+            if run_id is None and queues is not None:
+                have = (tags or {}).items()
+                due = [(r, s) for r, s in due if s.queue in queues and s.runs_on.items() <= have]
+            order = self._claim_order if run_id is None and queues is None else self._by_priority
+            due = sorted(due, key=order)[:limit]
             return [self._take(r, s, worker, now, lease_until) for r, s in due]
+
+    def _by_priority(self, item: tuple[str, StepState]) -> tuple[int, bool, float, int]:
+        return (-item[1].priority, *self._claim_order(item))
 
     def _due(self, now: float, run_id: str | None) -> list[tuple[str, StepState]]:
         found = []

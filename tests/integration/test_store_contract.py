@@ -419,3 +419,125 @@ def test_events_page_by_id(store: Store) -> None:
     assert [e.event.type for e in page] == ["e0", "e1"]
     assert page[0].event == Event("r1", "e0", "a", {"i": 0}, 3.0)
     assert [e.event.type for e in store.read_events(run_id="r2")] == ["run.created"]
+
+
+# -- routing: queues, worker tags, priorities ---------------------------------------------
+def routed(
+    key: str,
+    queue: str = "default",
+    runs_on: dict[str, str] | None = None,
+    priority: int = 0,
+    status: StepStatus = StepStatus.QUEUED,
+    available_at: float | None = None,
+) -> StepState:
+    return StepState(
+        key=key,
+        node=key,
+        status=status,
+        available_at=available_at,
+        queue=queue,
+        runs_on=runs_on or {},
+        priority=priority,
+    )
+
+
+def test_routing_is_stored_and_kept_by_commits(store: Store) -> None:
+    store.create_run(new_run(), [routed("a", "builds", {"gpu": "true"}, 7)], [])
+    run = store.load_run("r1").run
+    step = routed("a", "builds", {"gpu": "true"}, 7, status=StepStatus.RUNNING)
+    store.commit(run, 0, [step])
+    [got] = store.load_run("r1").steps
+    assert (got.status, got.queue, got.runs_on, got.priority) == (
+        StepStatus.RUNNING,
+        "builds",
+        {"gpu": "true"},
+        7,
+    )
+
+
+def test_a_worker_claims_only_its_queues_and_tags(store: Store) -> None:
+    steps = [
+        routed("plain"),
+        routed("build", "builds"),
+        routed("gpu", runs_on={"gpu": "true"}),
+        routed("gpu-eu", runs_on={"gpu": "true", "region": "eu"}),
+        routed("cpu", runs_on={"gpu": "false"}),
+    ]
+    store.create_run(new_run(), steps, [])
+
+    def take(queues: list[str], tags: dict[str, str]) -> set[str]:
+        return {c.step for c in store.claim("w", 5.0, 50.0, 10, queues=queues, tags=tags)}
+
+    assert take(["other"], {"gpu": "true"}) == set()
+    assert take(["default"], {"region": "eu"}) == {"plain"}
+    assert take(["default"], {"gpu": "true", "os": "linux"}) == {"gpu"}
+    assert take(["default", "builds"], {"gpu": "true", "region": "eu"}) == {"build", "gpu-eu"}
+    assert take(["default"], {"gpu": "yes"}) == set()  # a value must match, not only a name
+    assert take(["default"], {"gpu": "false"}) == {"cpu"}
+    attempts = store.attempts("r1")
+    assert {a.step for a in attempts} == {s.key for s in steps}
+    assert {a.worker for a in attempts} == {"w"}
+
+
+def test_claims_take_higher_priority_first_then_due_order(store: Store) -> None:
+    store.create_run(
+        new_run(),
+        [
+            routed("low", priority=-1),
+            routed("mid-late", priority=5, available_at=3.0),
+            routed("mid-early", priority=5, available_at=1.0),
+            routed("high", "urgent", priority=10),
+            routed("retry", priority=7, status=StepStatus.RETRYING, available_at=2.0),
+            routed("not-yet", priority=99, status=StepStatus.RETRYING, available_at=60.0),
+            routed("timer", priority=6, status=StepStatus.WAITING, available_at=4.0),
+        ],
+        [],
+    )
+    got = store.claim("w", 10.0, 50.0, 3, queues=["default", "urgent"], tags={})
+    assert [(c.step, c.kind) for c in got] == [
+        ("high", "execute"),
+        ("retry", "execute"),
+        ("timer", "resume"),
+    ]
+    got = store.claim("w", 10.0, 50.0, 10, queues=["default", "urgent"], tags={})
+    assert [c.step for c in got] == ["mid-early", "mid-late", "low"]
+
+
+def test_a_run_driving_itself_ignores_routing_but_keeps_priority(store: Store) -> None:
+    store.create_run(new_run(), [routed("a", "gpu", {"gpu": "true"}), routed("b", priority=3)], [])
+    assert [c.step for c in store.claim("w", 5.0, 50.0, 10, run_id="r1")] == ["b", "a"]
+
+
+def test_unrouted_claims_take_every_queue(store: Store) -> None:
+    store.create_run(new_run(), [routed("a", "builds", {"gpu": "true"}), routed("b")], [])
+    assert {c.step for c in store.claim("w", 5.0, 50.0, 10)} == {"a", "b"}
+
+
+def test_routed_claims_never_give_a_step_twice(make_store: MakeStore) -> None:
+    stores = [make_store() for _ in range(4)]
+    steps = [routed(f"s{i}", ("default", "builds")[i % 2], priority=i % 3) for i in range(60)]
+    stores[0].create_run(new_run(), steps, [])
+    taken: list[str] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(store: Store, name: str, queues: list[str]) -> None:
+        try:
+            while claims := store.claim(name, 5.0, 100.0, 3, queues=queues, tags={}):
+                with lock:
+                    taken.extend(c.step for c in claims)
+        except BaseException as exc:
+            errors.append(exc)
+
+    # every store (a separate one each, for the memory store) has a worker of each queue
+    queue_sets = [["default"], ["builds"], ["default", "builds"]]
+    threads = [
+        threading.Thread(target=worker, args=(stores[i % 4], f"w{i}", queue_sets[i % 3]))
+        for i in range(12)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(taken) == sorted(s.key for s in steps)

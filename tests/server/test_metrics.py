@@ -33,8 +33,10 @@ def test_metrics_count_runs_steps_and_the_queue(server: LiveServer) -> None:
     assert got[("plait_runs", (("status", "failed"), ("workflow", "m")))] == 2
     assert got[("plait_steps", (("status", "succeeded"),))] == 2
     assert got[("plait_steps", (("status", "failed"),))] == 2
-    assert got[("plait_queue_depth", ())] == 0
-    assert got[("plait_queue_oldest_age_seconds", ())] == 0
+    assert got[("plait_queue_depth", (("queue", "default"),))] == 0
+    assert got[("plait_queue_oldest_age_seconds", (("queue", "default"),))] == 0
+    assert got[("plait_workers", (("state", "running"),))] == 1  # the server's own worker
+    assert got[("plait_workers", (("state", "lost"),))] == 0
     assert got[("plait_store_up", ())] == 1
 
 

@@ -40,6 +40,18 @@ _FAILED = frozenset({S.FAILED, S.TIMED_OUT})
 MAX_INTERRUPTIONS = 3
 
 
+def _new_step(node: StepPlan, key: str, **fields: Any) -> StepState:
+    """A new step of ``node``, routed as its plan says (the store's claim reads it)."""
+    return StepState(
+        key=key,
+        node=node.key,
+        queue=node.queue,
+        runs_on=dict(node.runs_on),
+        priority=node.priority,
+        **fields,
+    )
+
+
 class RunMachine:
     """The functional core of one run (DESIGN §3); see the module docstring."""
 
@@ -66,7 +78,7 @@ class RunMachine:
         self._unreported: list[StepState] = []
         for node in self._nodes.values():
             if node.key not in self.steps:
-                self.steps[node.key] = StepState(key=node.key, node=node.key)
+                self.steps[node.key] = _new_step(node, node.key)
                 self._unreported.append(self.steps[node.key])
         self._scope = ScopeBuilder(plan, run, self.steps, secrets or {})
         self._g.rebuild(run, self.steps)
@@ -478,7 +490,7 @@ class RunMachine:
 
     def _new_item(self, parent: StepState, node: StepPlan, index: int, value: Any) -> str:
         key = item_key(parent.key, index)
-        item = StepState(key=key, node=node.key, parent=parent.key, item=value, index=index)
+        item = _new_step(node, key, parent=parent.key, item=value, index=index)
         if node.max_parallel:
             item.reason = f"waiting: at most {node.max_parallel} items run at once"
         self.steps[key] = item

@@ -117,6 +117,11 @@ class StepState:
     available_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    #: routing, copied from the plan node when the step is created: only a worker that
+    #: serves ``queue`` and has every ``runs_on`` tag claims it, higher ``priority`` first
+    queue: str = "default"
+    runs_on: dict[str, str] = field(default_factory=dict)
+    priority: int = 0
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ from plait.model.plan import (
     StepPlan,
 )
 from plait.model.spec import (
+    DEFAULT_QUEUE,
     DefaultsSpec,
     FieldProblem,
     Path,
@@ -338,6 +339,9 @@ class _PlanBuilder:
             outputs=spec.outputs,
             for_each=_for_each(spec.for_each),
             max_parallel=spec.max_parallel,
+            queue=next((c.queue for c in chain if c.queue is not None), DEFAULT_QUEUE),
+            runs_on=dict(next((c.runs_on for c in chain if c.runs_on is not None), {})),
+            priority=next((c.priority for c in chain if c.priority is not None), 0),
             line=self.locate(node.path) if self.locate else 0,
         )
 

@@ -98,6 +98,11 @@ class StepPlan:
     outputs: Mapping[str, Any] | None = None
     for_each: Any = None
     max_parallel: int | None = None
+    #: Routing (step > group > ``defaults``): the queue a worker must serve, the tags it
+    #: must have (``runs_on``), and the order among due steps (higher first).
+    queue: str = "default"
+    runs_on: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 0
     #: 1-based line of the step in its source file, 0 when built in Python.
     line: int = 0
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -115,6 +116,67 @@ StepId = Annotated[str, Field(pattern=STEP_ID_PATTERN)]
 Count = Annotated[StrictInt, Field(ge=0)]
 Positive = Annotated[StrictInt, Field(ge=1)]
 
+# --- routing: which workers may run a step ------------------------------------------------
+
+#: Queue names and worker tag names: what ``plait worker --queue``/``--tags`` accept too.
+ROUTE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+DEFAULT_QUEUE = "default"
+PRIORITY_LIMIT = 1_000_000
+
+
+def route_name_problem(value: str, what: str) -> str | None:
+    """Why ``value`` cannot be a queue or tag name, or None when it can."""
+    if not isinstance(value, str) or not re.match(ROUTE_NAME_PATTERN, value):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        static = (
+            " (it must be written out: expressions are not allowed)" if "${{" in str(value) else ""
+        )
+        return (
+            f"{shown} is not a {what} name (use up to 100 letters, digits, '_', '.' and "
+            f"'-', starting with a letter or digit){static}"
+        )
+    return None
+
+
+def _route_name(what: str) -> Any:
+    def check(value: str) -> str:
+        problem = route_name_problem(value, what)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
+def _priority(value: int) -> int:
+    if not -PRIORITY_LIMIT <= value <= PRIORITY_LIMIT:
+        raise ValueError(f"priority must be between -{PRIORITY_LIMIT:,} and {PRIORITY_LIMIT:,}")
+    return value
+
+
+def _tag_value(value: str) -> str:
+    if len(value) > 200 or "${{" in value:
+        raise ValueError(
+            f"{value[:60]!r} is not a tag value (up to 200 characters, no expressions)"
+        )
+    return value
+
+
+QueueName = Annotated[
+    str,
+    AfterValidator(_route_name("queue")),
+    WithJsonSchema({"type": "string", "pattern": ROUTE_NAME_PATTERN}),
+]
+TagName = Annotated[str, AfterValidator(_route_name("tag"))]
+TagValue = Annotated[Text, AfterValidator(_tag_value)]
+Priority = Annotated[
+    StrictInt,
+    AfterValidator(_priority),
+    WithJsonSchema({"type": "integer", "minimum": -PRIORITY_LIMIT, "maximum": PRIORITY_LIMIT}),
+]
+#: ``runs_on``: the tags (name → value) a worker must have to run the step.
+RunsOn = Annotated[dict[TagName, TagValue], Field(max_length=20)]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(
@@ -166,6 +228,9 @@ class StepSpec(_Model):
     outputs: dict[str, Any] | None = None
     for_each: str | list[Any] | None = None
     max_parallel: Positive | None = None
+    queue: QueueName | None = None
+    runs_on: RunsOn | None = None
+    priority: Priority | None = None
     parallel: list[StepSpec] | None = None
     sequence: list[StepSpec] | None = None
 
@@ -261,6 +326,9 @@ class DefaultsSpec(_Model):
     retries: Retries | None = None
     on_error: OnErrorSpec | None = None
     env: dict[str, Text] | None = None
+    queue: QueueName | None = None
+    runs_on: RunsOn | None = None
+    priority: Priority | None = None
 
 
 class ConcurrencySpec(_Model):
@@ -327,6 +395,137 @@ class EventTrigger(_Model):
     if_: str | None = Field(None, alias="if")
 
 
+# Broker triggers (rabbitmq, redis_stream, nats, mqtt): a run per message, the message
+# acknowledged only after its run is recorded. Only the shape lives here; the consumers
+# are in plait.triggers.brokers (the model imports no client library).
+
+#: NATS subject tokens and JetStream names: no whitespace; names also no ``.``, ``*``, ``>``.
+_NATS_SUBJECT = re.compile(r"^[^\s]+$")
+_NATS_NAME = re.compile(r"^[^\s.*>/\\]+$")
+
+
+class BrokerTrigger(_Model):
+    """What every broker trigger has: where the broker is, how to deduplicate, inputs."""
+
+    connection: str | None = Field(
+        None, description="a connection whose url is the broker's (credentials stay there)"
+    )
+    url: str | None = Field(None, description="the broker's URL, e.g. ${{ secrets.AMQP_URL }}")
+    dedup_key: str | None = Field(
+        None,
+        description="an expression over the message naming it, e.g. "
+        "${{ trigger.headers.message_id }}; a redelivery with the same key starts no run",
+    )
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="run inputs, expressions over trigger"
+    )
+
+    @model_validator(mode="after")
+    def _one_place(self) -> BrokerTrigger:
+        given = [k for k in ("connection", "url") if getattr(self, k)]
+        if len(given) != 1:
+            found = " (it has both)" if len(given) == 2 else ""
+            raise _shape_error(f"a broker trigger needs exactly one of connection or url{found}")
+        return self
+
+
+class RabbitMqTrigger(BrokerTrigger):
+    queue: Annotated[str, Field(min_length=1, max_length=255)]
+    exchange: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    routing_key: Annotated[str, Field(max_length=255)] | None = None
+    prefetch: Annotated[StrictInt, Field(ge=1, le=65535)] = 10
+
+    @model_validator(mode="after")
+    def _binding(self) -> RabbitMqTrigger:
+        if self.routing_key is not None and self.exchange is None:
+            raise _shape_error("routing_key binds the queue to an exchange: give 'exchange' too")
+        return self
+
+
+class RedisStreamTrigger(BrokerTrigger):
+    stream: Annotated[str, Field(min_length=1)]
+    group: Annotated[str, Field(min_length=1)] | None = None
+    consumer: Annotated[str, Field(min_length=1)] | None = None
+    body_field: Annotated[str, Field(min_length=1)] = "body"
+    claim_idle: Duration = 60.0
+
+
+class NatsTrigger(BrokerTrigger):
+    subject: Annotated[str, Field(min_length=1, pattern=_NATS_SUBJECT.pattern)]
+    stream: Annotated[str, Field(pattern=_NATS_NAME.pattern)] | None = None
+    durable: Annotated[str, Field(pattern=_NATS_NAME.pattern)] | None = None
+    ack_wait: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _jetstream(self) -> NatsTrigger:
+        if self.stream is None:
+            raise _shape_error(
+                "a nats trigger needs a JetStream 'stream': core NATS delivers a message at "
+                "most once, so one that arrives while Plait is down or restarting is lost"
+            )
+        if self.ack_wait < 1:
+            raise _shape_error("ack_wait must be at least 1s")
+        return self
+
+
+class MqttTrigger(BrokerTrigger):
+    topic: Annotated[str, Field(min_length=1, max_length=65535)]
+    qos: StrictInt = 1
+    client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+    @field_validator("qos")
+    @classmethod
+    def _check_qos(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError(
+                "qos 0 is refused: the broker forgets a QoS 0 message once sent, so one "
+                "that arrives while Plait is down is lost; use qos 1"
+            )
+        if value == 2:
+            raise ValueError(
+                "qos 2 is refused: its handshake hands the message over (PUBREC) before its "
+                "run is recorded, so a crash could lose it; use qos 1 with dedup_key"
+            )
+        if value != 1:
+            raise ValueError(f"qos must be 1, not {value}")
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        reason = mqtt_filter_problem(value)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+
+def mqtt_filter_problem(topic: str) -> str | None:
+    """Why ``topic`` is not a valid MQTT topic filter, or None when it is."""
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return f"{topic!r}: '#' must be a whole level and the last one (like 'a/#')"
+        if "+" in level and level != "+":
+            return f"{topic!r}: '+' must be a whole level (like 'a/+/c')"
+    if "\x00" in topic:
+        return f"{topic!r}: a topic cannot contain NUL"
+    return None
+
+
+#: Trigger kinds in the order messages name them; the broker kinds start runs per message.
+TRIGGER_KINDS = (
+    "manual",
+    "schedule",
+    "webhook",
+    "event",
+    "rabbitmq",
+    "redis_stream",
+    "nats",
+    "mqtt",
+)
+BROKER_KINDS = frozenset({"rabbitmq", "redis_stream", "nats", "mqtt"})
+
+
 class TriggerSpec(_Model):
     """One item of ``triggers:``: a mapping with exactly one of the trigger kinds."""
 
@@ -336,11 +535,18 @@ class TriggerSpec(_Model):
     schedule: ScheduleTrigger | None = None
     webhook: WebhookTrigger | None = None
     event: EventTrigger | None = None
+    rabbitmq: RabbitMqTrigger | None = None
+    redis_stream: RedisStreamTrigger | None = None
+    nats: NatsTrigger | None = None
+    mqtt: MqttTrigger | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> TriggerSpec:
         if len(self.model_fields_set) != 1:
-            raise _shape_error("a trigger is exactly one of manual, schedule, webhook or event")
+            kinds = [k for k in TRIGGER_KINDS if k in self.model_fields_set]
+            found = f" (it has {' and '.join(kinds)})" if kinds else ""
+            names = ", ".join(TRIGGER_KINDS[:-1])
+            raise _shape_error(f"a trigger is exactly one of {names} or {TRIGGER_KINDS[-1]}{found}")
         return self
 
     @property

@@ -30,6 +30,7 @@ from plait.model.spec import (
     INPUT_NAME_PATTERN,
     NAME_PATTERN,
     STEP_ID_PATTERN,
+    BrokerTrigger,
     EventTrigger,
     FieldProblem,
     Path,
@@ -385,6 +386,17 @@ class ExpressionChecker:
         elif isinstance(body, EventTrigger) and body.if_ is not None:
             scope = replace(outside, names=outside.names | {"event"})
             self.condition(body.if_, (*at, "if"), scope)
+        elif isinstance(body, BrokerTrigger):
+            # a broker message's inputs and dedup key see the message, never secrets:
+            # what they render is stored with the run in plain text
+            message = _Scope(frozenset({"env", "trigger"}))
+            for name in body.inputs:
+                if name not in self.spec.inputs:
+                    hint = did_you_mean(name, list(self.spec.inputs))
+                    self._add((*at, "inputs", name), f"unknown input {name!r}{hint}")
+            self.walk(body.inputs, (*at, "inputs"), message)
+            self.walk(body.dedup_key, (*at, "dedup_key"), message)
+            self.walk(body.url, (*at, "url"), outside)
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -83,8 +83,8 @@ STATEMENTS: dict[str, Any] = {
         "sql": 'INSERT INTO steps (run_id, "key", node, status, attempt, '
         "interruptions, attempt_base, parent, item, idx, items, outputs, "
         "sealed_outputs, error, reason, available_at, started_at, "
-        "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-        "?, ?)",
+        "finished_at, queue, runs_on, priority) VALUES (?, ?, ?, ?, ?, ?, ?, "
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         "positional": True,
         "params": [
             ["run_id", "run_id", None, True, None],
@@ -105,6 +105,9 @@ STATEMENTS: dict[str, Any] = {
             ["available_at", "available_at", None, True, "float"],
             ["started_at", "started_at", None, True, "float"],
             ["finished_at", "finished_at", None, True, "float"],
+            ["queue", "queue", None, True, None],
+            ["runs_on", "runs_on", None, True, "json"],
+            ["priority", "priority", None, True, None],
         ],
         "results": {},
     },
@@ -112,14 +115,14 @@ STATEMENTS: dict[str, Any] = {
         "sql": 'INSERT INTO steps (run_id, "key", node, status, attempt, '
         "interruptions, attempt_base, parent, item, idx, items, outputs, "
         "sealed_outputs, error, reason, available_at, started_at, "
-        "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-        '?, ?) ON CONFLICT (run_id, "key") DO UPDATE SET node = '
-        "excluded.node, status = excluded.status, attempt = excluded.attempt, "
-        "interruptions = excluded.interruptions, attempt_base = "
-        "excluded.attempt_base, parent = excluded.parent, item = "
-        "excluded.item, idx = excluded.idx, items = excluded.items, outputs = "
-        "excluded.outputs, sealed_outputs = excluded.sealed_outputs, error = "
-        "excluded.error, reason = excluded.reason, available_at = "
+        "finished_at, queue, runs_on, priority) VALUES (?, ?, ?, ?, ?, ?, ?, "
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, "
+        '"key") DO UPDATE SET node = excluded.node, status = excluded.status, '
+        "attempt = excluded.attempt, interruptions = excluded.interruptions, "
+        "attempt_base = excluded.attempt_base, parent = excluded.parent, item "
+        "= excluded.item, idx = excluded.idx, items = excluded.items, outputs "
+        "= excluded.outputs, sealed_outputs = excluded.sealed_outputs, error "
+        "= excluded.error, reason = excluded.reason, available_at = "
         "excluded.available_at, started_at = excluded.started_at, finished_at "
         "= excluded.finished_at",
         "positional": True,
@@ -142,6 +145,9 @@ STATEMENTS: dict[str, Any] = {
             ["available_at", "available_at", None, True, "float"],
             ["started_at", "started_at", None, True, "float"],
             ["finished_at", "finished_at", None, True, "float"],
+            ["queue", "queue", None, True, None],
+            ["runs_on", "runs_on", None, True, "json"],
+            ["priority", "priority", None, True, None],
         ],
         "results": {},
     },
@@ -268,8 +274,8 @@ STATEMENTS: dict[str, Any] = {
         "FROM steps \n"
         "WHERE ((steps.status = ? OR steps.status = ?) AND (steps.available_at "
         "IS NULL OR steps.available_at <= ?) OR steps.status = ? AND "
-        "steps.available_at <= ?) AND steps.run_id = ? ORDER BY "
-        "steps.available_at ASC NULLS FIRST\n"
+        "steps.available_at <= ?) AND steps.run_id = ? ORDER BY steps.priority "
+        "DESC, steps.available_at ASC NULLS FIRST\n"
         " LIMIT ? OFFSET ?",
         "positional": True,
         "params": [
@@ -281,6 +287,71 @@ STATEMENTS: dict[str, Any] = {
             ["run", "run", None, True, None],
             ["lim", "lim", None, True, None],
             ["param_1", "param_1", 0, False, None],
+        ],
+        "results": {},
+    },
+    "claim_queue": {
+        "sql": "WITH due_0 AS \n"
+        '(SELECT steps.run_id AS run_id, steps."key" AS "key", steps.status AS '
+        "status, steps.attempt AS attempt, steps.available_at AS available_at, "
+        "steps.priority AS priority \n"
+        "FROM steps \n"
+        "WHERE steps.status = ? AND steps.queue = ? AND (steps.runs_on = '{}' "
+        "OR NOT EXISTS (SELECT 1 FROM json_each(steps.runs_on) AS need WHERE "
+        "NOT EXISTS (SELECT 1 FROM json_each(?) AS have WHERE have.key = "
+        "need.key AND have.value = need.value))) AND (steps.available_at IS "
+        "NULL OR steps.available_at <= ?) ORDER BY steps.priority DESC, "
+        "steps.available_at\n"
+        " LIMIT ? OFFSET ?), \n"
+        "due_1 AS \n"
+        '(SELECT steps.run_id AS run_id, steps."key" AS "key", steps.status AS '
+        "status, steps.attempt AS attempt, steps.available_at AS available_at, "
+        "steps.priority AS priority \n"
+        "FROM steps \n"
+        "WHERE steps.status = ? AND (steps.available_at IS NULL OR "
+        "steps.available_at <= ?) AND steps.queue = ? AND (steps.runs_on = "
+        "'{}' OR NOT EXISTS (SELECT 1 FROM json_each(steps.runs_on) AS need "
+        "WHERE NOT EXISTS (SELECT 1 FROM json_each(?) AS have WHERE have.key = "
+        "need.key AND have.value = need.value))) ORDER BY steps.available_at\n"
+        " LIMIT ? OFFSET ?), \n"
+        "due_2 AS \n"
+        '(SELECT steps.run_id AS run_id, steps."key" AS "key", steps.status AS '
+        "status, steps.attempt AS attempt, steps.available_at AS available_at, "
+        "steps.priority AS priority \n"
+        "FROM steps \n"
+        "WHERE steps.status = ? AND steps.available_at <= ? AND steps.queue = "
+        "? AND (steps.runs_on = '{}' OR NOT EXISTS (SELECT 1 FROM "
+        "json_each(steps.runs_on) AS need WHERE NOT EXISTS (SELECT 1 FROM "
+        "json_each(?) AS have WHERE have.key = need.key AND have.value = "
+        "need.value))) ORDER BY steps.available_at\n"
+        " LIMIT ? OFFSET ?)\n"
+        ' SELECT due_0.run_id, due_0."key", due_0.status, due_0.attempt, '
+        "due_0.available_at, due_0.priority \n"
+        'FROM due_0 UNION ALL SELECT due_1.run_id, due_1."key", due_1.status, '
+        "due_1.attempt, due_1.available_at, due_1.priority \n"
+        'FROM due_1 UNION ALL SELECT due_2.run_id, due_2."key", due_2.status, '
+        "due_2.attempt, due_2.available_at, due_2.priority \n"
+        "FROM due_2",
+        "positional": True,
+        "params": [
+            ["status_1", "status_1", "queued", False, None],
+            ["queue", "queue", None, True, None],
+            ["tags", "tags", None, True, "json"],
+            ["now", "now", None, True, "float"],
+            ["lim", "lim", None, True, None],
+            ["param_1", "param_1", 0, False, None],
+            ["status_2", "status_2", "retrying", False, None],
+            ["now", "now", None, True, "float"],
+            ["queue", "queue", None, True, None],
+            ["tags", "tags", None, True, "json"],
+            ["lim", "lim", None, True, None],
+            ["param_2", "param_2", 0, False, None],
+            ["status_3", "status_3", "waiting", False, None],
+            ["now", "now", None, True, "float"],
+            ["queue", "queue", None, True, None],
+            ["tags", "tags", None, True, "json"],
+            ["lim", "lim", None, True, None],
+            ["param_3", "param_3", 0, False, None],
         ],
         "results": {},
     },
@@ -346,12 +417,13 @@ STATEMENTS: dict[str, Any] = {
         "steps.attempt, steps.interruptions, steps.attempt_base, steps.parent, "
         "steps.item, steps.idx, steps.items, steps.outputs, "
         "steps.sealed_outputs, steps.error, steps.reason, steps.available_at, "
-        "steps.started_at, steps.finished_at \n"
+        "steps.started_at, steps.finished_at, steps.queue, steps.runs_on, "
+        "steps.priority \n"
         "FROM steps \n"
         'WHERE steps.run_id = ? ORDER BY steps."key"',
         "positional": True,
         "params": [["b_id", "b_id", None, True, None]],
-        "results": {"item": "json", "outputs": "json"},
+        "results": {"item": "json", "outputs": "json", "runs_on": "json"},
     },
     "insert_workflow": {
         "sql": "INSERT INTO workflows (namespace, name, created_at, updated_at) "

@@ -19,7 +19,7 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -154,14 +154,26 @@ class Store(Protocol):
 
     # -- the queue ---------------------------------------------------------------------
     def claim(
-        self, worker: str, now: float, lease_until: float, limit: int, run_id: str | None = None
+        self,
+        worker: str,
+        now: float,
+        lease_until: float,
+        limit: int,
+        run_id: str | None = None,
+        *,
+        queues: Sequence[str] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> list[Claim]:
         """Take up to ``limit`` steps that are due: ``queued`` or ``retrying`` with
         ``available_at`` unset or ≤ now (kind ``execute``: the step becomes ``running``,
         its ``attempt`` is increased and a running attempt row with the lease is
         inserted), and ``waiting`` steps whose ``available_at`` ≤ now (kind ``resume``).
-        Oldest first. Only steps of ``run_id`` when given. Never returns one step to
-        two callers."""
+        Oldest first. Never returns one step to two callers.
+
+        Only steps of ``run_id`` when given (a local ``plait run`` drives its own run and
+        ignores routing). Otherwise, given ``queues`` (a worker's), only steps of those
+        queues whose ``runs_on`` tags are all in ``tags``, highest ``priority`` first,
+        then oldest; without ``queues``, steps of any queue."""
         ...
 
     def renew_leases(self, worker: str, lease_until: float) -> int:

@@ -132,6 +132,9 @@ def step_row(run_id: str, step: StepState, sealer: Sealer | None) -> dict[str, A
         "available_at": step.available_at,
         "started_at": step.started_at,
         "finished_at": step.finished_at,
+        "queue": step.queue,
+        "runs_on": step.runs_on,
+        "priority": step.priority,
     }
 
 
@@ -154,6 +157,9 @@ def step_from_row(row: Row, sealer: Sealer | None) -> StepState:
         available_at=row["available_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        queue=row["queue"],
+        runs_on=row["runs_on"] or {},
+        priority=row["priority"],
     )
 
 

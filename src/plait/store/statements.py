@@ -11,7 +11,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, nulls_first, or_, select, update
+from sqlalchemy import (
+    JSON,
+    CompoundSelect,
+    Select,
+    and_,
+    bindparam,
+    func,
+    nulls_first,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from plait.engine.state import AttemptStatus, RunStatus, StepStatus
 from plait.store.lite import StoreHooks
@@ -35,12 +49,18 @@ _FIXED_RUN_COLUMNS = (
 )
 
 
-def _upsert(hooks: StoreHooks, table: Any, keys: Sequence[str]) -> Any:
-    """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting every other column."""
+#: Step columns set when the step is created and never changed (its routing): left out
+#: of the upsert's SET, so a transition does not rewrite their entries in the claim index.
+_FIXED_STEP_COLUMNS = ("queue", "runs_on", "priority")
+
+
+def _upsert(hooks: StoreHooks, table: Any, keys: Sequence[str], fixed: Sequence[str] = ()) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting every other column (but ``fixed``)."""
     stmt = hooks.insert(table)
+    keep = {*keys, *fixed}
     return stmt.on_conflict_do_update(
         index_elements=list(keys),
-        set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys},
+        set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keep},
     )
 
 
@@ -82,6 +102,49 @@ def _claim_part(status: str) -> Select[Any]:
     )
 
 
+def _fits_tags(dialect: str) -> Any:
+    """The step's ``runs_on`` tags are all among the worker's ``tags`` (a JSON object)."""
+    if dialect == "postgresql":
+        return steps.c.runs_on.op("<@", is_comparison=True)(bindparam("tags", type_=JSONB))
+    # SQLite: no required tag is missing from (or different in) the worker's tags.
+    return text(
+        "(steps.runs_on = '{}' OR NOT EXISTS (SELECT 1 FROM json_each(steps.runs_on) AS need "
+        "WHERE NOT EXISTS (SELECT 1 FROM json_each(:tags) AS have "
+        "WHERE have.key = need.key AND have.value = need.value)))"
+    ).bindparams(bindparam("tags", type_=JSON))
+
+
+def _routed_claim(hooks: StoreHooks) -> CompoundSelect[Any]:
+    """Due steps of one ``queue`` whose tags the worker has: queued steps from the front
+    of ``ix_steps_claim`` (highest priority, then due time), retries and timers from
+    the due-time index; each part locked (``SKIP LOCKED`` on PostgreSQL) and limited on
+    its own, so the statement stays an index range scan however long the queue is. The
+    caller merges the parts (and the worker's queues) into the batch."""
+    s = steps.c
+    now: Any = bindparam("now")
+    mine = and_(s.queue == bindparam("queue"), _fits_tags(hooks.name))
+    due_or_untimed = or_(s.available_at.is_(None), s.available_at <= now)
+    columns = (s.run_id, s.key, s.status, s.attempt, s.available_at, s.priority)
+    lim: Any = bindparam("lim")
+    queued, retrying = _RUNNABLE
+    parts = [
+        select(*columns)
+        .where(s.status == queued, mine, due_or_untimed)
+        .order_by(s.priority.desc(), s.available_at)
+        .limit(lim),
+        select(*columns)
+        .where(s.status == retrying, due_or_untimed, mine)
+        .order_by(s.available_at)
+        .limit(lim),
+        select(*columns)
+        .where(s.status == _WAITING, s.available_at <= now, mine)
+        .order_by(s.available_at)
+        .limit(lim),
+    ]
+    ctes = [hooks.lock(part).cte(f"due_{i}") for i, part in enumerate(parts)]
+    return union_all(*(select(cte) for cte in ctes))
+
+
 def compile_all(hooks: StoreHooks) -> dict[str, Any]:
     """Every statement, compiled for ``hooks``' dialect, by name."""
     d = hooks.engine.dialect
@@ -95,7 +158,7 @@ def compile_all(hooks: StoreHooks) -> dict[str, Any]:
     q["insert_run"] = Prepared.compile(hooks.insert(runs), d, _columns(runs))
     q["insert_steps"] = Prepared.compile(hooks.insert(steps), d, _columns(steps))
     q["upsert_steps"] = Prepared.compile(
-        _upsert(hooks, steps, ("run_id", "key")), d, _columns(steps)
+        _upsert(hooks, steps, ("run_id", "key"), _FIXED_STEP_COLUMNS), d, _columns(steps)
     )
     q["upsert_attempts"] = Prepared.compile(
         _upsert(hooks, attempts, ("run_id", "step", "attempt")), d, _columns(attempts)
@@ -109,8 +172,15 @@ def compile_all(hooks: StoreHooks) -> dict[str, Any]:
         Prepared.compile(_claim_part(status), d) for status in (*_RUNNABLE, _WAITING)
     ]
     q["claim_run"] = Prepared.compile(
-        hooks.lock(_claim_query().where(s.run_id == bindparam("run"))), d
+        hooks.lock(
+            _claim_query()
+            .where(s.run_id == bindparam("run"))
+            .order_by(None)
+            .order_by(s.priority.desc(), nulls_first(s.available_at.asc()))
+        ),
+        d,
     )
+    q["claim_queue"] = Prepared.compile(_routed_claim(hooks), d)
     this_step = and_(s.run_id == bindparam("b_run"), s.key == bindparam("b_key"))
     q["start_steps"] = Prepared.compile(
         update(steps)
