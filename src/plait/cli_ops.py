@@ -1,5 +1,5 @@
-"""Operations on the local store: ``plait audit …``, ``plait secrets …`` and
-``plait runs redact``.
+"""Operations on the local store: ``plait audit …``, ``plait secrets …``,
+``plait runs redact`` and ``plait doctor``.
 
 Like ``plait users``, they open the store of ``$PLAIT_HOME`` (or
 ``PLAIT_DATABASE_URL``) directly, with the keys of that home, while servers and workers
@@ -490,6 +490,50 @@ def runs_redact(
     )
 
 
+# -- doctor -----------------------------------------------------------------------------
+_MARKS = {"ok": "ok  ", "warn": "warn", "fail": "fail"}
+
+
+def doctor(
+    json_out: JsonOpt = False,
+    min_free: Annotated[
+        str, typer.Option("--min-free", help="Fail below this much free disk in $PLAIT_HOME.")
+    ] = "1GiB",
+    schedule_grace: Annotated[
+        str,
+        typer.Option(help="How late a schedule's fire may be before it counts as missed."),
+    ] = "5m",
+) -> None:
+    """Check this installation and say what to fix: the store answers and its schema
+    is current, the secret key is present, private and opens the store's secrets, an
+    admin exists, workers are alive, schedules fire, the disk has room, channels parse.
+
+    Only looks: creates, migrates and changes nothing. Exit 0 when nothing fails
+    (warnings included), 1 when a check fails, 2 for bad options."""
+    from plait.ops.doctor import Options, diagnose, parse_size
+    from plait.settings import Settings
+
+    try:
+        options = Options(
+            min_free_bytes=parse_size(min_free), schedule_grace=parse_duration(schedule_grace)
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    findings = diagnose(Settings.from_env(), options=options)
+    failed = any(f.status == "fail" for f in findings)
+    if json_out:
+        typer.echo(json.dumps({"ok": not failed, "checks": [f.as_dict() for f in findings]}))
+    else:
+        for f in findings:
+            typer.echo(f"{_MARKS[f.status]}  {f.check:<11} {f.message}")
+            if f.fix and f.status != "ok":
+                typer.echo(f"{'':17}→ {f.fix}")
+        counts = {s: sum(f.status == s for f in findings) for s in ("ok", "warn", "fail")}
+        typer.echo(f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failed")
+    if failed:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
 def _group(app: typer.Typer, name: str) -> typer.Typer:
     for group in app.registered_groups:
         if group.name == name and group.typer_instance is not None:
@@ -498,9 +542,11 @@ def _group(app: typer.Typer, name: str) -> typer.Typer:
 
 
 def register(app: typer.Typer, runs_app: typer.Typer | None = None) -> None:
-    """Add ``plait audit``, ``plait secrets`` and ``plait runs redact`` to the CLI."""
+    """Add ``plait audit``, ``plait secrets``, ``plait runs redact`` and ``plait doctor``
+    to the CLI."""
     app.add_typer(audit_app, name="audit")
     app.add_typer(secrets_app, name="secrets")
+    app.command("doctor")(doctor)
     runs = runs_app if runs_app is not None else _group(app, "runs")
     runs.command("redact")(runs_redact)
 
