@@ -65,16 +65,27 @@ def _root(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error (to stderr).")
     ] = "warning",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="PLAIT_LOG_FORMAT",
+            show_envvar=True,
+            help="text, or json: one JSON object per line with run, step and request ids.",
+        ),
+    ] = "text",
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
+    from plait.ops import logging as logs
+
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         fail(f"--log-level {log_level!r} is not one of debug, info, warning, error")
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    if log_format.lower() not in logs.FORMATS:
+        fail(f"--log-format {log_format!r} is not one of {', '.join(logs.FORMATS)}")
+    logs.configure(level, log_format.lower(), sys.stderr)
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -511,6 +522,9 @@ def _run_summary(run: Any) -> dict[str, Any]:
     }
 
 
+#: Global options that take a value (``--log-level debug``): the value is not a command.
+_VALUED_OPTIONS = frozenset({"--log-level", "--log-format"})
+
 #: Commands defined in this module: invoking one does not need the others registered.
 _LOCAL_COMMANDS = frozenset({"run", "resume", "validate", "graph", "schema"})
 
@@ -519,7 +533,7 @@ def _command_of(argv: list[str]) -> str | None:
     """The subcommand named on the command line (after the global options)."""
     args = iter(argv)
     for arg in args:
-        if arg == "--log-level":
+        if arg in _VALUED_OPTIONS:
             next(args, None)
         elif not arg.startswith("-"):
             return arg
@@ -532,13 +546,20 @@ def _register_more(argv: list[str] | None = None) -> None:
     registering them all would cost a tenth of the one-step run's start-up."""
     if _command_of(sys.argv[1:] if argv is None else argv) in _LOCAL_COMMANDS:
         return
-    from plait import cli_accounts, cli_connections, cli_ops, cli_remote, cli_server
+    from plait import cli_accounts, cli_backup, cli_connections, cli_ops, cli_remote, cli_server
 
     cli_server.register(app)
     cli_accounts.register(app)
     cli_remote.register(app, runs_app)
     cli_ops.register(app, runs_app)
     cli_connections.register(app)
+    cli_backup.register(app)
+    from plait import cli_alerts
+
+    cli_alerts.register(app)
+    from plait import cli_logs
+
+    cli_logs.register(app)
 
 
 _register_more()

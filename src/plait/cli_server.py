@@ -20,6 +20,33 @@ PortOpt = Annotated[int, typer.Option("--port", help="Port to listen on.", min=1
 ConcurrencyOpt = Annotated[
     int, typer.Option("--concurrency", "-c", help="Steps this worker runs at once.", min=1)
 ]
+QueueOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--queue",
+        "-q",
+        help="A queue to take steps from (repeatable; default: the queue 'default'). "
+        "A step picks its queue with `queue:`.",
+    ),
+]
+TagsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tags",
+        "-t",
+        help="Tags of this worker as NAME=VALUE (repeatable, or comma-separated). It runs "
+        "only steps whose `runs_on` tags it all has.",
+    ),
+]
+DrainOpt = Annotated[
+    float,
+    typer.Option(
+        "--drain-timeout",
+        help="On SIGTERM, seconds to let running steps finish before handing them back "
+        "to other workers.",
+        min=0,
+    ),
+]
 
 
 DeployOpt = Annotated[
@@ -121,6 +148,34 @@ def _banner(parts: Any, settings: Any) -> None:
     print(f"plait {'+'.join(what)}{where} (store: {store})", file=sys.stderr, flush=True)
 
 
+def routing(
+    queues: list[str] | None, tags: list[str] | None
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The ``--queue`` and ``--tags`` options, checked (exit 2 with the reason)."""
+    from plait.model.spec import DEFAULT_QUEUE, route_name_problem
+
+    names = tuple(dict.fromkeys(q.strip() for q in queues or [DEFAULT_QUEUE]))
+    found: dict[str, str] = {}
+    problems = [p for q in names if (p := route_name_problem(q, "queue"))]
+    for item in (part for given in tags or [] for part in given.split(",")):
+        name, sep, value = item.strip().partition("=")
+        name = name.strip()
+        problem = route_name_problem(name, "tag") if sep else None
+        if not sep:
+            problems.append(f"--tags {item.strip()!r}: write tags as NAME=VALUE")
+        elif problem:
+            problems.append(f"--tags: {problem}")
+        elif len(value) > 200:
+            problems.append(f"--tags {name}: a value has at most 200 characters")
+        else:
+            found[name] = value.strip()
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
+    return names, found
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -128,6 +183,9 @@ def register(app: typer.Typer) -> None:
         port: PortOpt = 8080,
         concurrency: ConcurrencyOpt = 16,
         deploy: DeployOpt = None,
+        queue: QueueOpt = None,
+        tags: TagsOpt = None,
+        drain_timeout: DrainOpt = 30.0,
     ) -> None:
         """API, web UI, scheduler and a worker in one process on the embedded store.
 
@@ -136,7 +194,16 @@ def register(app: typer.Typer) -> None:
         """
         from plait.server.main import Parts
 
-        _run(Parts(host=host, port=port, concurrency=concurrency), deploy=deploy)
+        queues, found = routing(queue, tags)
+        parts = Parts(
+            host=host,
+            port=port,
+            concurrency=concurrency,
+            queues=queues,
+            tags=found,
+            drain_timeout=drain_timeout,
+        )
+        _run(parts, deploy=deploy)
 
     @app.command()
     def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8080, deploy: DeployOpt = None) -> None:
@@ -146,11 +213,27 @@ def register(app: typer.Typer) -> None:
         _run(Parts(host=host, port=port, worker=False, scheduler=False), deploy=deploy)
 
     @app.command()
-    def worker(concurrency: ConcurrencyOpt = 16) -> None:
-        """Only a worker: claims and runs steps of every run in the store."""
+    def worker(
+        concurrency: ConcurrencyOpt = 16,
+        queue: QueueOpt = None,
+        tags: TagsOpt = None,
+        drain_timeout: DrainOpt = 30.0,
+    ) -> None:
+        """Only a worker: claims and runs the steps of its queues (and tags) of every
+        run in the store. SIGTERM stops it gracefully: it takes nothing new, lets running
+        steps finish for --drain-timeout seconds, hands back the rest and exits 0."""
         from plait.server.main import Parts
 
-        _run(Parts(api=False, scheduler=False, concurrency=concurrency))
+        queues, found = routing(queue, tags)
+        parts = Parts(
+            api=False,
+            scheduler=False,
+            concurrency=concurrency,
+            queues=queues,
+            tags=found,
+            drain_timeout=drain_timeout,
+        )
+        _run(parts)
 
     @app.command()
     def scheduler() -> None:
@@ -158,3 +241,86 @@ def register(app: typer.Typer) -> None:
         from plait.server.main import Parts
 
         _run(Parts(api=False, worker=False))
+
+    app.add_typer(workers_app, name="workers")
+
+
+# -- plait workers ----------------------------------------------------------------------------
+workers_app = typer.Typer(
+    help="The worker registry: which workers run, what they serve, how busy they are.",
+    no_args_is_help=True,
+)
+
+
+@workers_app.command("list")
+def workers_list(
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="PLAIT_SERVER",
+            show_envvar=True,
+            help="The Plait server's URL; without one, the local store ($PLAIT_HOME or "
+            "PLAIT_DATABASE_URL) is read.",
+        ),
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(help="Only workers in this state: running, draining, stopped or lost."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Registered workers — live ones first, then those stopped or lost in the last
+    day — with state, heartbeat age, queues, tags and load."""
+    import json
+
+    if state is not None and state not in ("running", "draining", "stopped", "lost"):
+        typer.echo(f"error: unknown state {state!r} (running, draining, stopped or lost)", err=True)
+        raise typer.Exit(2)
+    items = _remote_workers(server, state) if server else _local_workers(state)
+    if json_out:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    _print_workers(items)
+
+
+def _remote_workers(server: str, state: str | None) -> list[dict[str, Any]]:
+    from plait.cli_remote import connected
+
+    with connected(server) as client:
+        found = client.json("GET", "/api/v1/workers", params={"state": state} if state else None)
+    return list(found["items"])
+
+
+def _local_workers(state: str | None) -> list[dict[str, Any]]:
+    import time
+
+    from plait.local import open_home_store
+    from plait.server.routes.workers import list_of
+    from plait.settings import Settings
+    from plait.store.server import ServerStore
+
+    store = open_home_store(Settings.from_env())
+    try:
+        records = ServerStore(store).list_workers()  # type: ignore[arg-type]
+    finally:
+        store.close()
+    return [w.model_dump(mode="json") for w in list_of(records, time.time(), state).items]
+
+
+def _print_workers(items: list[dict[str, Any]]) -> None:
+    if not items:
+        typer.echo("no workers registered")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("worker", "state", "heartbeat", "load", "queues", "tags", "version")
+    for w in items:
+        tags = ",".join(f"{k}={v}" for k, v in sorted(w["tags"].items()))
+        load = f"{w['running']}/{w['concurrency']}"
+        table.add_row(
+            w["id"], w["state"], f"{w['heartbeat_age']:.0f}s ago", load,
+            ",".join(w["queues"]), tags, w["version"],
+        )  # fmt: skip
+    Console().print(table)

@@ -93,6 +93,8 @@ class Notice:
     failed_steps: tuple[str, ...] = ()
     #: the run's page (a link button in Slack, a line in an email)
     link: str | None = None
+    #: more fields for machines, added to a webhook's JSON (alerts: severity, value, …)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def details(self) -> list[tuple[str, str]]:
         """The facts beside the text, as (label, value) in the order people read them."""
@@ -118,6 +120,7 @@ class Notice:
             mask(self.error) if self.error else self.error,
             self.failed_steps,
             self.link,
+            self.extra,
         )
 
 
@@ -238,7 +241,7 @@ def payload(channel: Channel, notice: Notice) -> dict[str, Any]:
         "failed_steps": list(notice.failed_steps) or None,
         "url": notice.link,
     }
-    return {k: v for k, v in body.items() if v is not None}
+    return {**notice.extra, **{k: v for k, v in body.items() if v is not None}}
 
 
 def slack_blocks(notice: Notice) -> list[dict[str, Any]]:

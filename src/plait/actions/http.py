@@ -224,7 +224,9 @@ class HttpAction(Action):
         if self._client is None:
             import httpx
 
-            self._client = httpx.AsyncClient()
+            from plait.ops.tracing import http_transport
+
+            self._client = httpx.AsyncClient(transport=http_transport())  # spans when traced
         return self._client
 
     async def execute(self, ctx: ActionContext, input: HttpInput) -> ActionResult:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,16 +31,21 @@ from plait.actions.connections import Connection
 from plait.actions.registry import ActionRegistry
 from plait.engine.api import Outcome, Transition
 from plait.engine.machine import RunMachine
-from plait.engine.state import AttemptRecord, AttemptStatus, RunState, StepStatus
-from plait.errors import ConflictError, ExpressionError, PlaitError
+from plait.engine.state import AttemptRecord, AttemptStatus, RunState, StepState, StepStatus
+from plait.errors import ConflictError, ExpressionError, PlaitError, StoreError, StoreUnavailable
 from plait.model.plan import Plan
+from plait.ops import tracing
 from plait.runtime.applying import Finished, finish, finish_all, start_all
+from plait.runtime.backoff import Backoff
 from plait.runtime.executor import render_env, run_attempt
 from plait.runtime.ids import new_run_id, new_worker_id, worker_alive
 from plait.security.masking import Masker
 from plait.store.base import LogLine, Store
 
 log = logging.getLogger(__name__)
+
+#: log lines kept in memory while the database cannot take them
+_HELD_LOG_LINES = 100_000
 
 _OUTCOME_ATTEMPT = {
     "succeeded": AttemptStatus.SUCCEEDED,
@@ -75,6 +80,8 @@ class _Run:
     backlog: set[str] = field(default_factory=set)
     #: due times of retrying and waiting steps
     timers: dict[str, float] = field(default_factory=dict)
+    #: a commit failed without saying whether it happened: reload before the next one
+    stale: bool = False
 
     @property
     def id(self) -> str:
@@ -96,8 +103,17 @@ class Runner:
         listener: RunListener | None = None,
         poll_interval: float = 0.5,
         services: Mapping[str, Any] | None = None,
+        tracer: tracing.Tracing | None = None,
+        queues: Sequence[str] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
+        #: the queues and tags of a worker: it claims only steps routed to them (None:
+        #: every step, as ``plait run`` does for its own run)
+        self.queues = tuple(dict.fromkeys(queues)) if queues is not None else None
+        self.tags = dict(tags or {})
+        #: spans of attempts and runs (None: tracing is off, see :mod:`plait.ops.tracing`)
+        self.tracer = tracer or tracing.current()
         #: handed to actions (``uses: workflow`` and ``approval`` reach the run service)
         self.services = dict(services or {})
         self.registry = registry
@@ -115,6 +131,7 @@ class Runner:
         self._finished: list[Finished] = []
         self._flush_scheduled = False
         self._closing = False
+        self._record_backoff = Backoff(base=0.2, cap=10.0)
 
     # -- starting and resuming -----------------------------------------------------------
     async def start(
@@ -331,17 +348,27 @@ class Runner:
         """Apply an event, claim what became ready, commit, then start the claimed steps.
 
         On a version conflict (another process changed the run) the machine is rebuilt
-        from the store and the event applied again.
+        from the store and the event applied again. Attempt records are kept only for
+        the attempt the step is at (fencing): a late result of an attempt that was
+        meanwhile recorded ``interrupted`` and run again is refused, not written over.
+        When the database fails, the machine has run ahead of the store: it is reloaded
+        before its next transition.
         """
+        if h.stale:
+            self._reload(h)
+            h.stale = False
         for _ in range(5):
+            records = _current(h.machine, attempts or [])
             transition = apply(h.machine)
-            records = list(attempts or [])
             started = self._claim_ready(h, transition, records)
             try:
                 self._commit(h, transition, records)
             except ConflictError:
                 self._reload(h)
                 continue
+            except StoreError:
+                h.stale = True
+                raise
             self._after_commit(h, transition, started)
             return
         raise PlaitError(f"run {h.id}: gave up after repeated concurrent updates")
@@ -353,8 +380,8 @@ class Runner:
         started: list[str] = []
         free = 0 if self._closing else self.concurrency - self._active
         for step in list(transition.steps):
-            if step.status is not StepStatus.QUEUED:
-                continue
+            if step.status is not StepStatus.QUEUED or not self.serves(step):
+                continue  # not ours: it waits in the store for a worker that serves it
             if free <= len(started):
                 h.backlog.add(step.key)
                 continue
@@ -374,6 +401,13 @@ class Runner:
             h.backlog.discard(step.key)
             started.append(step.key)
         return started
+
+    def serves(self, step: StepState) -> bool:
+        """Whether this runner may run ``step``: its queue is one of ours and we have
+        every tag it asks for (``runs_on``)."""
+        if self.queues is None:
+            return True
+        return step.queue in self.queues and step.runs_on.items() <= self.tags.items()
 
     def _commit(self, h: _Run, transition: Transition, records: list[AttemptRecord]) -> None:
         self.flush_logs()
@@ -423,6 +457,8 @@ class Runner:
             self._spawn(h, key, h.machine.steps[key].attempt, resume=False)
         if self.listener is not None:
             self.listener.on_transition(h.machine.run, h.machine, transition)
+        if self.tracer is not None:
+            self.tracer.transition(h.machine.run, transition.events)
         self._wake.set()
 
     # -- attempts ------------------------------------------------------------------------
@@ -467,13 +503,32 @@ class Runner:
         by_run: dict[str, list[Finished]] = {}
         for item in batch:
             by_run.setdefault(item.run.id, []).append(item)
+        retry: list[Finished] = []
         for items in by_run.values():
             try:
                 self._transact(items[0].run, finish_all(items), [i.record for i in items])
+            except StoreUnavailable as exc:
+                retry.extend(items)
+                log.warning("run %s: cannot record results yet: %s", items[0].run.id, exc)
             except PlaitError:
                 log.exception(
                     "could not record %d attempt result(s) of run %s", len(items), items[0].run.id
                 )
+        if retry:
+            self._retry_finished(retry)
+        else:
+            self._record_backoff.succeeded()
+
+    def _retry_finished(self, items: list[Finished]) -> None:
+        """Keep results the database could not take and try again after a pause (capped
+        backoff); results that arrive meanwhile join them. Their attempts stay
+        ``running`` under our renewed lease until then, so no one else runs them."""
+        self._finished[:0] = items
+        if self._closing:
+            return  # stopping: their leases expire and the steps run again elsewhere
+        self._flush_scheduled = True
+        delay = self._record_backoff.failed()
+        asyncio.get_running_loop().call_later(delay, self._flush_finished)
 
     async def _execute(self, h: _Run, key: str, attempt: int, resume: bool) -> Outcome:
         step = h.machine.steps[key]
@@ -503,8 +558,11 @@ class Runner:
             secret_sink=h.masker.add,
             deadline=(self.clock() + node.timeout) if node.timeout else None,
         )
-        outcome = await run_attempt(
-            action, node, scope, ctx, resume=resume, mask_value=h.masker.mask_value
+        outcome = await tracing.traced(
+            self.tracer,
+            ctx,
+            node.uses or "shell",
+            run_attempt(action, node, scope, ctx, resume=resume, mask_value=h.masker.mask_value),
         )
         _taint(h.masker, outcome.sealed_outputs)
         return outcome
@@ -535,7 +593,11 @@ class Runner:
     def flush_logs(self) -> None:
         if self._logbuf:
             lines, self._logbuf = self._logbuf, []
-            self.store.append_logs(lines)
+            try:
+                self.store.append_logs(lines)
+            except StoreUnavailable:  # kept for the next flush (the newest, within a bound)
+                self._logbuf[:0] = lines[-_HELD_LOG_LINES:]
+                raise
 
     def _ensure_background(self) -> None:
         if not self._background:
@@ -557,6 +619,18 @@ class Runner:
                 self.flush_logs()
             except PlaitError:
                 log.exception("could not write log lines")
+
+
+def _current(machine: RunMachine, records: list[AttemptRecord]) -> list[AttemptRecord]:
+    """The records of attempts their step is still at (running or waiting): the fence
+    that keeps a stale result from overwriting its attempt's final record."""
+    kept = []
+    for record in records:
+        step = machine.steps.get(record.step)
+        live = step is not None and step.status in (StepStatus.RUNNING, StepStatus.WAITING)
+        if live and step is not None and step.attempt == record.attempt:
+            kept.append(record)
+    return kept
 
 
 def _done(h: _Run) -> bool:

@@ -28,6 +28,7 @@ from plait.engine.rerun import prepare_rerun
 from plait.engine.state import AttemptRecord, AttemptStatus, RunState, StepStatus
 from plait.errors import ConflictError, NotFound, PlaitError
 from plait.model.plan import ConcurrencyPlan, Plan
+from plait.ops import tracing
 from plait.runtime import concurrency
 from plait.runtime.concurrency import KeyRuns, RunRecords, SlotStore
 from plait.runtime.ids import new_run_id
@@ -331,3 +332,6 @@ class RunService:
         except Exception:
             run.version = expected
             raise
+        traced = tracing.current()  # a run ended here (a cancel, a decision): its span
+        if traced is not None:
+            traced.transition(run, transition.events)

@@ -7,6 +7,8 @@ root (:mod:`plait.server.compose`) builds.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from fastapi import FastAPI
 
 from plait import __version__
@@ -49,19 +51,36 @@ def create_app(services: Services) -> FastAPI:
     from plait.server.routes import (
         accounts,
         actions,
+        alerts,
         audit,
         auth,
         connections,
         events,
         health,
         hooks,
+        logs,
         runs,
         secrets,
+        workers,
         workflows,
     )
 
     app.include_router(health.router)
-    api = (runs, workflows, hooks, events, auth, accounts, audit, secrets, connections, actions)
+    api: tuple[ModuleType, ...] = (
+        runs,
+        workflows,
+        hooks,
+        events,
+        auth,
+        accounts,
+        audit,
+        secrets,
+        connections,
+        actions,
+        alerts,
+    )
+    api += (workers,)
+    api += (logs,)
     for module in api:
         app.include_router(module.router, prefix=API_PREFIX)
     from plait.server import ui

@@ -19,8 +19,8 @@ import re
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from plait.server.deps import principal_cache
 from plait.security.tokens import hash_token
+from plait.server.deps import principal_cache
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -75,6 +75,8 @@ class FastRunReads:
 
 
 def _bearer(scope: Scope) -> str | None:
+    name: bytes
+    value: bytes
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from plait.ops import logging as logctx
+from plait.ops.tracing import current as current_tracing
 from plait.server.errors import error_response
 
 
@@ -57,7 +60,8 @@ class _TooLarge(Exception):
 
 class RequestContext:
     """Give every request an id (``X-Request-Id``, taken from the client when sane) that
-    logs, audit entries and error bodies carry."""
+    logs, audit entries and error bodies carry; with tracing on, a server span too (see
+    :mod:`plait.ops.tracing`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -71,11 +75,34 @@ class RequestContext:
         request_id = request_id or secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
 
+        tracing = current_tracing()
+        status: Callable[[int], None] = _ignore
+
         async def with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers: list[Any] = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
+                status(int(message["status"]))
             await send(message)
 
-        await self.app(scope, receive, with_id)
+        logged = logctx.bind(request_id=request_id)  # JSON logs name the request
+        try:
+            if tracing is None:
+                await self.app(scope, receive, with_id)
+                return
+            with tracing.server_span(scope, lambda: _span_name(scope)) as status:
+                await self.app(scope, receive, with_id)
+        finally:
+            logctx.reset(logged)
+
+
+def _ignore(status: int) -> None:
+    pass
+
+
+def _span_name(scope: Scope) -> str:
+    """``GET /api/v1/runs/{run_id}``: the route template keeps span names few."""
+    from plait.server.metrics import route_template
+
+    return f"{scope.get('method', 'GET')} {route_template(scope)}"

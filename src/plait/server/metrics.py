@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -26,13 +26,11 @@ from sqlalchemy import and_, func, or_, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plait.server.services import Services
-from plait.store.tables import attempts, events, runs, steps
+from plait.store.server_workers import LOST_AFTER, WorkerRecord
+from plait.store.tables import events, runs, steps
 
 log = logging.getLogger(__name__)
 
-#: The lease a worker renews by heartbeat (``Runner(lease_seconds=…)``'s default): a
-#: running attempt's ``lease_until`` minus this is when its worker last renewed it.
-LEASE_SECONDS = 30.0
 #: Latency buckets (seconds) from a fast read to a slow run start.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -65,6 +63,9 @@ def install(app: FastAPI) -> None:
         registry=registry,
     )
     app.add_middleware(HttpMetrics, requests=requests, latency=latency)
+    from plait.ops import metrics as run_metrics  # runs, steps, retries, schedule lag
+
+    run_metrics.install(registry, app.state.services)
 
 
 class HttpMetrics:
@@ -138,8 +139,8 @@ class StoreCollector(Collector):
         with engine.connect() as conn:
             run_rows = conn.execute(_runs_by_workflow()).all()
             step_rows = conn.execute(_steps_by_status()).all()
-            depth, oldest = conn.execute(_queue(now)).one()
-            worker_rows = conn.execute(_worker_leases()).all()
+            queue_rows = conn.execute(_queues(now)).all()
+        registered = self.services.server_store.list_workers()
         up = GaugeMetricFamily("plait_store_up", "1 if the store answered the scrape.")
         up.add_metric([], 1)
         yield up
@@ -155,22 +156,8 @@ class StoreCollector(Collector):
             ["status"],
             [((s,), n) for s, n in step_rows],
         )
-        queue = GaugeMetricFamily(
-            "plait_queue_depth", "Steps due to run: queued, or retrying past their backoff."
-        )
-        queue.add_metric([], depth or 0)
-        yield queue
-        age = GaugeMetricFamily(
-            "plait_queue_oldest_age_seconds", "How long the longest-waiting due step has waited."
-        )
-        age.add_metric([], max(0.0, now - oldest) if oldest is not None else 0.0)
-        yield age
-        yield _family(
-            "plait_worker_heartbeat_age_seconds",
-            "Seconds since each worker holding running attempts renewed its lease.",
-            ["worker"],
-            [((w,), max(0.0, now - (lease - LEASE_SECONDS))) for w, lease in worker_rows],
-        )
+        yield from _queue_families(queue_rows, registered, now)
+        yield from _worker_families(registered, now)
 
 
 def _family(name: str, doc: str, labels: list[str], rows: list[tuple[Any, Any]]) -> Metric:
@@ -190,9 +177,56 @@ def _steps_by_status() -> Any:
     return select(c.status, func.count()).group_by(c.status)
 
 
-def _queue(now: float) -> Any:
-    """Due steps and the earliest time one became due: ``available_at`` for a retry,
-    else the time of its ``step.queued`` event."""
+def _queue_families(
+    rows: Sequence[Any], registered: Sequence[WorkerRecord], now: float
+) -> Iterator[Metric]:
+    """Depth and oldest age per queue: every queue with due steps, every queue a live
+    worker serves, and ``default`` (0 when empty, so dashboards and alerts see it)."""
+    found = {str(q): (int(n), oldest) for q, n, oldest in rows}
+    live = [w for w in registered if w.status(now) in ("running", "draining")]
+    names = sorted({"default", *found, *(q for w in live for q in w.queues)})
+    depth = GaugeMetricFamily(
+        "plait_queue_depth",
+        "Steps due to run per queue: queued, or retrying past their backoff.",
+        labels=["queue"],
+    )
+    age = GaugeMetricFamily(
+        "plait_queue_oldest_age_seconds",
+        "How long the longest-waiting due step of each queue has waited.",
+        labels=["queue"],
+    )
+    for name in names:
+        n, oldest = found.get(name, (0, None))
+        depth.add_metric([name], n)
+        age.add_metric([name], max(0.0, now - oldest) if oldest is not None else 0.0)
+    yield depth
+    yield age
+
+
+def _worker_families(registered: Sequence[WorkerRecord], now: float) -> Iterator[Metric]:
+    """Workers by state (every state, 0 included) and the heartbeat age of each one
+    that has not stopped: a lost worker's age keeps growing, which is what to alert on."""
+    states = dict.fromkeys(("running", "draining", "stopped", "lost"), 0)
+    for w in registered:
+        states[w.status(now)] += 1
+    yield _family(
+        "plait_workers",
+        "Registered worker processes by state (lost: stopped beating without stopping).",
+        ["state"],
+        [((state,), n) for state, n in states.items()],
+    )
+    yield _family(
+        "plait_worker_heartbeat_age_seconds",
+        "Seconds since each worker that has not stopped last beat (about 10 s normally; "
+        f"over {LOST_AFTER:g} s means it is lost and its steps are retried elsewhere).",
+        ["worker"],
+        [((w.id,), max(0.0, now - w.heartbeat_at)) for w in registered if w.state != "stopped"],
+    )
+
+
+def _queues(now: float) -> Any:
+    """Due steps per queue and the earliest time one became due: ``available_at`` for a
+    retry, else the time of its ``step.queued`` event."""
     s, e = steps.c, events.c
     queued_at = (
         select(func.max(e.at))
@@ -203,13 +237,5 @@ def _queue(now: float) -> Any:
         s.status.in_(["queued", "retrying"]),
         or_(s.available_at.is_(None), s.available_at <= now),
     )
-    return select(func.count(), func.min(func.coalesce(s.available_at, queued_at))).where(due)
-
-
-def _worker_leases() -> Any:
-    a = attempts.c
-    return (
-        select(a.worker, func.max(a.lease_until))
-        .where(a.status == "running", a.worker.is_not(None), a.lease_until.is_not(None))
-        .group_by(a.worker)
-    )
+    oldest = func.min(func.coalesce(s.available_at, queued_at))
+    return select(s.queue, func.count(), oldest).where(due).group_by(s.queue)

@@ -26,8 +26,10 @@ from sqlalchemy.exc import IntegrityError
 
 from plait.errors import ConflictError, NotFound, StoreError
 from plait.store.base import Page, VersionRecord
+from plait.store.server_alerts import AlertStore
 from plait.store.server_concurrency import ConcurrencyStore
 from plait.store.server_connections import ConnectionStore
+from plait.store.server_logs import LogSearchStore
 from plait.store.server_records import (
     GLOBAL_NAMESPACE,
     FireRecord,
@@ -37,6 +39,7 @@ from plait.store.server_records import (
 )
 from plait.store.server_secrets import SecretStore
 from plait.store.server_triggers import TriggerStore
+from plait.store.server_workers import WorkerStore
 from plait.store.sql import SqlStore
 from plait.store.tables import (
     deployments,
@@ -51,10 +54,20 @@ from plait.store.tables import (
 ScheduleTriggers = Sequence[Mapping[str, Any]]
 
 
-class ServerStore(TriggerStore, SecretStore, ConnectionStore, ConcurrencyStore):
+class ServerStore(
+    TriggerStore,
+    SecretStore,
+    ConnectionStore,
+    ConcurrencyStore,
+    AlertStore,
+    WorkerStore,
+    LogSearchStore,
+):
     """Deployments, versions and idempotency (here); schedules, fires and events
     (:class:`TriggerStore`); secrets (:class:`SecretStore`); connections
-    (:class:`ConnectionStore`); concurrency admission (:class:`ConcurrencyStore`)."""
+    (:class:`ConnectionStore`); concurrency admission (:class:`ConcurrencyStore`);
+    alert rules, alerts and their notifications (:class:`AlertStore`); the worker
+    registry (:class:`WorkerStore`); log search (:class:`LogSearchStore`)."""
 
     def __init__(self, sql_store: SqlStore, clock: Callable[[], float] = time.time) -> None:
         super().__init__(sql_store, clock)

@@ -172,6 +172,9 @@ class ConcurrencyStore(StorePart):
                     },
                 )
             conn.execute(stmt, step_rows)
+            queued = any(row["status"] == "queued" for row in step_rows)
+            if queued and self._hooks.name == "postgresql":  # wake workers on commit
+                conn.execute(select(func.pg_notify("plait_ready", "")))
         if records.events:
             conn.execute(events.insert(), [codec.event_row(e) for e in records.events])
 

@@ -130,9 +130,22 @@ steps = Table(
     Column("available_at", Double, nullable=True),
     Column("started_at", Double, nullable=True),
     Column("finished_at", Double, nullable=True),
+    # Routing (migration 0007): fixed when the step is created, never updated.
+    Column("queue", String(100), nullable=False, server_default="default"),
+    Column("runs_on", Json, nullable=False, server_default="{}"),
+    Column("priority", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("run_id", "key"),
-    # The queue: claim and next_due scan due steps by status and due time.
+    # Timers and unrouted claims scan due steps by status and due time.
     Index(None, "status", "available_at"),
+)
+# The routed claim: one queue's queued steps in claim order (highest priority first,
+# then due time), so a claim reads its batch off the front of one index range.
+Index(
+    "ix_steps_claim",
+    steps.c.status,
+    steps.c.queue,
+    steps.c.priority.desc(),
+    steps.c.available_at,
 )
 
 attempts = Table(
@@ -423,3 +436,123 @@ connections = Table(
     Column("updated_by", String(200), nullable=True),
     PrimaryKeyConstraint("namespace", "name"),
 )
+
+# -- cluster (migration 0007): the worker registry ---------------------------------------
+
+# One row per worker process, written by the worker itself: registered at start,
+# heartbeat (with its lease renewal), ``draining`` on SIGTERM, ``stopped`` at exit. A
+# row still ``running`` whose heartbeat is stale is a worker that died (shown ``lost``).
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", Json, nullable=False),
+    Column("tags", Json, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("running", Integer, nullable=False),
+    Column("version", String(50), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("heartbeat_at", Double, nullable=False),
+    Column("stopped_at", Double, nullable=True),
+    Index(None, "state", "heartbeat_at"),
+)
+
+# -- operations (migration 0009): alert rules, alert states and history, notifications ---
+
+# A rule as its author wrote it (checked by plait.ops.alert_rules); ``source`` is "api"
+# for rules set through the API or the CLI, "file" for those of $PLAIT_HOME/alerts.yaml.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("spec", Json, nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("updated_by", String(200), nullable=True),
+)
+
+# The alerts that are pending or firing, one row per rule and key. ``revision`` makes
+# every change a conditional write, so of several evaluators only one applies a change
+# (and sends its notifications).
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("rule", String(200), nullable=False),
+    Column("key", String(400), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("value", Double, nullable=True),
+    Column("threshold", Double, nullable=True),
+    Column("summary", Text, nullable=False),
+    Column("labels", Json, nullable=False),
+    Column("info", Json, nullable=False),
+    Column("since", Double, nullable=False),
+    Column("firing_since", Double, nullable=True),
+    Column("last_notified_at", Double, nullable=True),
+    Column("alert_id", BigInteger, nullable=True),
+    Column("revision", Integer, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    PrimaryKeyConstraint("rule", "key"),
+)
+
+# Every time an alert fired, until it resolved: what GET /api/v1/alerts lists.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False),
+    Column("key", String(400), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("value", Double, nullable=True),
+    Column("threshold", Double, nullable=True),
+    Column("summary", Text, nullable=False),
+    Column("labels", Json, nullable=False),
+    Column("info", Json, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("resolved_at", Double, nullable=True),
+    Column("last_notified_at", Double, nullable=True),
+    Column("notifications", Integer, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Index(None, "state", "started_at"),
+    Index(None, "started_at"),
+    Index(None, "rule", "started_at"),
+)
+
+# The outbox of alert notifications, one row per notice and channel: written with the
+# change that causes it, claimed (a lease) by one evaluator, sent, retried on failure.
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, nullable=True),
+    Column("rule", String(200), nullable=False),
+    Column("event", String(10), nullable=False),
+    Column("channel", String(200), nullable=False),
+    Column("notice", Json, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("claimed_until", Double, nullable=True),
+    Column("sent_at", Double, nullable=True),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "alert_id"),
+)
+
+# -- log search (migration 0008) ----------------------------------------------------------
+
+#: What migration 0008 makes with SQL that SQLAlchemy Core cannot describe: SQLite's FTS5
+#: index of ``logs.line`` (a virtual table and the shadow tables FTS5 keeps) and
+#: PostgreSQL's GIN index on ``to_tsvector('simple', line)``. Schema comparisons leave
+#: them out; :mod:`plait.store.server_logs` queries them.
+LOG_SEARCH_TABLES = frozenset(
+    {"logs_fts", "logs_fts_data", "logs_fts_idx", "logs_fts_docsize", "logs_fts_config"}
+)
+LOG_SEARCH_INDEXES = frozenset({"ix_logs_line_search"})
