@@ -43,10 +43,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(home: Path, deploy: Path | None = ROOT / "examples") -> Iterator[str]:
-    """``plait serve`` on a free port with ``home`` as PLAIT_HOME; yields its base URL."""
+def serve(
+    home: Path, deploy: Path | None = ROOT / "examples", env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``plait serve`` on a free port with ``home`` as PLAIT_HOME; yields its base URL.
+    ``env`` adds to (or overrides) the server's environment."""
     port = free_port()
-    env = {
+    full_env = {
         **os.environ,
         "PLAIT_HOME": str(home),
         "PLAIT_ADMIN_USER": USER,
@@ -55,6 +58,7 @@ def serve(home: Path, deploy: Path | None = ROOT / "examples") -> Iterator[str]:
         "PLAIT_RATE_LOGIN": "off",
         "PLAIT_RATE_LOGIN_USER": "off",
         "PLAIT_EXAMPLES": str(ROOT / "examples"),
+        **(env or {}),
     }
     args = [sys.executable, "-m", "plait.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if deploy is not None:
@@ -62,7 +66,7 @@ def serve(home: Path, deploy: Path | None = ROOT / "examples") -> Iterator[str]:
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "serve.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(base, proc, log_path)

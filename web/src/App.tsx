@@ -1,6 +1,7 @@
 import { lazy, Suspense, useEffect, useState } from 'react';
 import { Navigate, NavLink, Route, Routes, useLocation, useNavigate } from 'react-router-dom';
 import { api, isLoggedIn, logout, onSessionExpired } from './api';
+import { hasRole, type Me, MeContext } from './me';
 import Login from './pages/Login';
 import Workflows from './pages/Workflows';
 import Runs from './pages/Runs';
@@ -13,10 +14,38 @@ const RunPage = lazy(() => import('./pages/RunPage'));
 const Dashboard = lazy(() => import('./pages/Dashboard'));
 const Admin = lazy(() => import('./pages/Admin'));
 const Account = lazy(() => import('./pages/Account'));
+const Alerts = lazy(() => import('./pages/Alerts'));
+const Workers = lazy(() => import('./pages/Workers'));
+const LogSearch = lazy(() => import('./pages/LogSearch'));
 
-interface Me {
-  name: string;
-  roles: { role: string; namespace: string | null }[];
+/** How often the header asks how many alerts fire. */
+const BADGE_POLL_MS = 30_000;
+
+/**
+ * The number of firing alerts, asked on each page change and every 30 s while the tab is
+ * visible. Alerts are global: only a global role binding may read them, so nobody else
+ * asks (and nobody gets a 403 in the console every 30 s).
+ */
+function useFiringCount(enabled: boolean, where: string): number {
+  const [count, setCount] = useState(0);
+  useEffect(() => {
+    if (!enabled) return;
+    let gone = false;
+    const ask = () => {
+      if (document.visibilityState === 'hidden') return;
+      api<{ items: unknown[] }>('/api/v1/alerts?state=firing&limit=500').then(
+        (d) => !gone && setCount(d.items.length),
+        () => undefined,
+      );
+    };
+    ask();
+    const id = window.setInterval(ask, BADGE_POLL_MS);
+    return () => {
+      gone = true;
+      window.clearInterval(id);
+    };
+  }, [enabled, where]);
+  return count;
 }
 
 function Shell() {
@@ -25,9 +54,11 @@ function Shell() {
   useEffect(() => {
     api<Me>('/api/v1/auth/me').then(setMe, () => undefined);
   }, []);
-  const isAdmin = me?.roles.some((r) => r.role === 'admin' && r.namespace === null) ?? false;
+  const isAdmin = hasRole(me, 'admin');
+  const location = useLocation();
+  const firing = useFiringCount(hasRole(me, 'viewer'), location.pathname);
   return (
-    <>
+    <MeContext.Provider value={me}>
       <a className="skip" href="#main">
         Skip to content
       </a>
@@ -41,7 +72,17 @@ function Shell() {
           </NavLink>
           <NavLink to="/workflows">Workflows</NavLink>
           <NavLink to="/runs">Runs</NavLink>
+          <NavLink to="/logs">Logs</NavLink>
           <NavLink to="/editor">Editor</NavLink>
+          <NavLink to="/alerts" aria-label={firing ? `Alerts, ${firing} firing` : 'Alerts'}>
+            Alerts
+            {firing > 0 && (
+              <span className="badge count" data-testid="firing-count">
+                {firing}
+              </span>
+            )}
+          </NavLink>
+          <NavLink to="/workers">Workers</NavLink>
           {isAdmin && <NavLink to="/admin">Administration</NavLink>}
         </nav>
         <NavLink className="who" to="/account" aria-label={me ? `Account of ${me.name}` : 'Account'}>
@@ -67,6 +108,10 @@ function Shell() {
             <Route path="/runs" element={<Runs />} />
             <Route path="/runs/:id" element={<RunPage />} />
             <Route path="/editor/:name?" element={<Editor />} />
+            <Route path="/logs" element={<LogSearch />} />
+            <Route path="/alerts" element={<Alerts />} />
+            <Route path="/alerts/:tab" element={<Alerts />} />
+            <Route path="/workers" element={<Workers />} />
             <Route path="/account" element={<Account name={me?.name} />} />
             <Route path="/admin" element={<Admin />} />
             <Route path="/admin/:tab" element={<Admin />} />
@@ -74,7 +119,7 @@ function Shell() {
           </Routes>
         </Suspense>
       </main>
-    </>
+    </MeContext.Provider>
   );
 }
 

@@ -24,9 +24,10 @@ export interface CursorList<T> {
 
 /**
  * Items of a cursor-paged list endpoint, first page at once, more on `loadMore`.
- * `url(cursor)` builds the request; a change of `key` (the filters) starts over.
+ * `url(cursor)` builds the request; a change of `key` (the filters) starts over. A list
+ * that is not `enabled` (a search without a query yet) is empty and asks nothing.
  */
-export function useCursorList<T>(url: (cursor?: string) => string, key: string): CursorList<T> {
+export function useCursorList<T>(url: (cursor?: string) => string, key: string, enabled = true): CursorList<T> {
   const [items, setItems] = useState<T[]>([]);
   const [next, setNext] = useState<string | null>(null);
   const [loading, setLoading] = useState(false);
@@ -59,8 +60,15 @@ export function useCursorList<T>(url: (cursor?: string) => string, key: string):
   useEffect(() => {
     const mine = ++seq.current;
     setNext(null);
+    if (!enabled) {
+      busy.current = false;
+      setItems([]);
+      setError(null);
+      setLoading(false);
+      return;
+    }
     void fetchPage(undefined, mine);
-  }, [key, generation, fetchPage]);
+  }, [key, generation, fetchPage, enabled]);
 
   const loadMore = useCallback(() => {
     if (busy.current || !next) return;
@@ -80,6 +88,7 @@ export function VirtualTable<T>({
   rowHeight: guess = 41,
   height = '70vh',
   noun = 'rows',
+  nounOne,
 }: {
   list: CursorList<T>;
   columns: Column<T>[];
@@ -91,6 +100,8 @@ export function VirtualTable<T>({
   /** The most the list may take on screen (CSS); shorter lists take their own height. */
   height?: string;
   noun?: string;
+  /** The noun for a single item (`line` for `lines`); `noun` otherwise. */
+  nounOne?: string;
 }) {
   const box = useRef<HTMLDivElement>(null);
   const [scrollTop, setScrollTop] = useState(0);
@@ -174,7 +185,7 @@ export function VirtualTable<T>({
         </table>
       </div>
       <p className="muted list-status" aria-live="polite">
-        {loading ? 'Loading…' : `${items.length.toLocaleString()} ${noun}${hasMore ? ' loaded; scroll for more' : ''}`}
+        {loading ? 'Loading…' : `${items.length.toLocaleString()} ${items.length === 1 && nounOne ? nounOne : noun}${hasMore ? ' loaded; scroll for more' : ''}`}
       </p>
     </>
   );

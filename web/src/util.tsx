@@ -29,6 +29,16 @@ export function useApi<T>(path: string | null, deps: unknown[] = []) {
   return { data, error, loading, reload: load, setData };
 }
 
+/** `reload` every `ms` while the tab is visible (live lists: alerts, workers). */
+export function usePoll(reload: () => unknown, ms: number) {
+  useEffect(() => {
+    const id = window.setInterval(() => {
+      if (document.visibilityState !== 'hidden') void reload();
+    }, ms);
+    return () => window.clearInterval(id);
+  }, [reload, ms]);
+}
+
 export function errorText(e: unknown): string {
   if (e instanceof ApiError) {
     const details = Array.isArray(e.details)

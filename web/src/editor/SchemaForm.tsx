@@ -1,6 +1,6 @@
 // A form generated from a JSON Schema (see schemaForm.ts). Text inputs commit on blur or
 // Enter, selects at once; each commit is one edit of the YAML document by the caller.
-import { type KeyboardEvent, useEffect, useState } from 'react';
+import { type KeyboardEvent, type ReactNode, useEffect, useState } from 'react';
 import { displayValue, type FormField, parseInput, placeholderFor } from './schemaForm';
 
 export interface SchemaFormProps {
@@ -13,9 +13,13 @@ export interface SchemaFormProps {
   idPrefix: string;
   /** A value shown for a field instead of the one in `values` (the shell `run:` shorthand). */
   override?: (field: FormField) => unknown;
+  /** A hint for a field's empty input instead of its default (a stored credential: "set"). */
+  placeholder?: (field: FormField) => string | undefined;
+  /** Shown under a field's input (a "clear" box for a stored credential). */
+  extra?: (field: FormField) => ReactNode;
 }
 
-export function SchemaForm({ fields, values, errors, onSet, idPrefix, override }: SchemaFormProps) {
+export function SchemaForm({ fields, values, errors, onSet, idPrefix, override, placeholder, extra }: SchemaFormProps) {
   return (
     <>
       {fields.map((f) => {
@@ -30,17 +34,37 @@ export function SchemaForm({ fields, values, errors, onSet, idPrefix, override }
                 {f.required ? ' (required)' : sub === undefined ? <span className="muted"> · not set</span> : ''}
               </summary>
               {f.description && <p className="help">{f.description}</p>}
-              <SchemaForm fields={f.fields} values={sub} errors={errors} onSet={onSet} idPrefix={idPrefix} />
+              <SchemaForm fields={f.fields} values={sub} errors={errors} onSet={onSet} idPrefix={idPrefix} placeholder={placeholder} extra={extra} />
             </details>
           );
         }
-        return <Field key={f.name} field={f} value={v} error={errors[f.path.join('.')]} onSet={onSet} idPrefix={idPrefix} />;
+        return (
+          <Field key={f.name} field={f} value={v} error={errors[f.path.join('.')]} onSet={onSet} idPrefix={idPrefix} hint={placeholder?.(f)}>
+            {extra?.(f)}
+          </Field>
+        );
       })}
     </>
   );
 }
 
-function Field({ field, value, error, onSet, idPrefix }: { field: FormField; value: unknown; error?: string; onSet: SchemaFormProps['onSet']; idPrefix: string }) {
+function Field({
+  field,
+  value,
+  error,
+  onSet,
+  idPrefix,
+  hint,
+  children,
+}: {
+  field: FormField;
+  value: unknown;
+  error?: string;
+  onSet: SchemaFormProps['onSet'];
+  idPrefix: string;
+  hint?: string;
+  children?: ReactNode;
+}) {
   const shown = displayValue(field, value);
   const [draft, setDraft] = useState(shown);
   const [typing, setTyping] = useState<string | null>(null);
@@ -103,7 +127,7 @@ function Field({ field, value, error, onSet, idPrefix }: { field: FormField; val
         className={field.kind === 'yaml' ? 'yaml-field' : undefined}
         rows={field.kind === 'yaml' ? 2 : 4}
         value={draft}
-        placeholder={placeholderFor(field) ?? (field.kind === 'yaml' ? yamlHint(field) : undefined)}
+        placeholder={hint ?? placeholderFor(field) ?? (field.kind === 'yaml' ? yamlHint(field) : undefined)}
         onChange={(e) => setDraft(e.target.value)}
         onBlur={() => commit(draft)}
       />
@@ -116,7 +140,7 @@ function Field({ field, value, error, onSet, idPrefix }: { field: FormField; val
         inputMode={field.kind === 'integer' ? 'numeric' : field.kind === 'number' ? 'decimal' : undefined}
         autoComplete="off"
         value={draft}
-        placeholder={placeholderFor(field)}
+        placeholder={hint ?? placeholderFor(field)}
         onChange={(e) => setDraft(e.target.value)}
         onBlur={() => commit(draft)}
         onKeyDown={onKey}
@@ -141,6 +165,7 @@ function Field({ field, value, error, onSet, idPrefix }: { field: FormField; val
           {problem}
         </small>
       )}
+      {children}
     </div>
   );
 }

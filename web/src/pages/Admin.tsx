@@ -3,6 +3,7 @@ import { NavLink, useParams } from 'react-router-dom';
 import { api, qs } from '../api';
 import { ErrorBox, errorText, fmtTime, useApi } from '../util';
 import { useCursorList, VirtualTable, type Column } from '../VirtualTable';
+import Connections from './Connections';
 
 type Row = Record<string, unknown>;
 const ROLES = ['viewer', 'operator', 'editor', 'admin'];
@@ -377,6 +378,7 @@ const TABS: Record<string, [string, () => React.ReactElement]> = {
   roles: ['Roles', Roles],
   tokens: ['API tokens', Tokens],
   secrets: ['Secrets', Secrets],
+  connections: ['Connections', Connections],
   audit: ['Audit log', Audit],
 };
 

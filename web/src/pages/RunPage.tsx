@@ -1,5 +1,5 @@
 import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { Link, useParams } from 'react-router-dom';
+import { Link, useParams, useSearchParams } from 'react-router-dom';
 import { api, followSse } from '../api';
 import { ACTIVE, ErrorBox, errorText, fmtDuration, fmtTime, RunDetail, RunStep, StatusBadge } from '../util';
 import Gantt from './Gantt';
@@ -17,12 +17,15 @@ interface LogLine {
 
 export default function RunPage() {
   const { id = '' } = useParams();
+  // a log search hit opens the run on its step with the line marked (?step=&line=)
+  const [params] = useSearchParams();
+  const markedLine = Number(params.get('line') ?? '') || null;
   const [run, setRun] = useState<RunDetail | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [actionError, setActionError] = useState<string | null>(null);
   const [logs, setLogs] = useState<LogLine[]>([]);
   const [live, setLive] = useState(false);
-  const [stepFilter, setStepFilter] = useState('');
+  const [stepFilter, setStepFilter] = useState(params.get('step') ?? '');
   const [source, setSource] = useState<string | null>(null);
   const [comments, setComments] = useState<Record<string, string>>({});
   const [generation, setGeneration] = useState(0);
@@ -107,10 +110,15 @@ export default function RunPage() {
   const statuses = useMemo(() => Object.fromEntries((run?.steps ?? []).map((s) => [s.id, s.status])), [run]);
   const shownLogs = stepFilter ? logs.filter((l) => l.step === stepFilter) : logs;
   const logBox = useRef<HTMLPreElement>(null);
+  const hasMarked = markedLine !== null && shownLogs.some((l) => l.id === markedLine);
   useEffect(() => {
     const el = logBox.current;
-    if (el) el.scrollTop = el.scrollHeight;
-  }, [shownLogs.length]);
+    if (!el) return;
+    const marked = hasMarked ? el.querySelector<HTMLElement>('.marked') : null;
+    // the marked line stays in view (within the log box); otherwise follow the newest line
+    if (marked) el.scrollTop = marked.offsetTop - el.clientHeight / 3;
+    else el.scrollTop = el.scrollHeight;
+  }, [shownLogs.length, hasMarked]);
 
   if (error && !run) return <ErrorBox error={error} />;
   if (!run) return <p aria-busy="true">Loading…</p>;
@@ -224,7 +232,7 @@ export default function RunPage() {
         </div>
         <pre className="logs" ref={logBox} tabIndex={0} aria-label="Log lines" data-testid="logs">
           {shownLogs.map((l) => (
-            <div key={l.id} className={l.stream === 'stderr' ? 'stderr' : ''}>
+            <div key={l.id} className={[l.stream === 'stderr' ? 'stderr' : '', l.id === markedLine ? 'marked' : ''].join(' ').trim() || undefined} data-line={l.id}>
               <span className="muted">[{l.step}]</span> {l.line}
             </div>
           ))}
