@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export PLAIT_HOME ?= $(CURDIR)/.plait-dev
 
-.PHONY: setup dev demo test test-fast lint format bench clean
+.PHONY: setup dev demo test test-fast lint format bench bench-peers clean
 
 setup: $(VENV)/.installed
 
@@ -47,10 +47,18 @@ format: setup
 	$(BIN)/ruff check --fix src tests benchmarks
 
 ## bench: performance measurements with a baseline measured in the same run
-##        (engine: benchmarks/run.py; server under 50 clients: benchmarks/server.py)
+##        (engine: benchmarks/run.py; server under 50 clients: benchmarks/server.py;
+##         worker processes on PostgreSQL: benchmarks/cluster.py)
 bench: setup
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/server.py $(BENCH_SERVER_ARGS)
+	$(PY) benchmarks/cluster.py $(BENCH_CLUSTER_ARGS)
+
+## bench-peers: Plait beside Prefect, DBOS, Airflow, procrastinate and Celery, and this
+##              machine's floor (peers in benchmarks/peers/.venvs; about 40 minutes;
+##              BENCH_PEERS_ARGS="--quick" for a smoke run, see --help)
+bench-peers: setup
+	$(PY) benchmarks/peers/run.py $(BENCH_PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) .plait-dev .pytest_cache .mypy_cache .ruff_cache .coverage* htmlcov

@@ -69,6 +69,11 @@ class StoreError(PlaitError):
     """The store could not do what was asked; the driver's error is the ``__cause__``."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (down, restarting, connection cut):
+    worth trying again after a pause. The API answers 503 with ``Retry-After``."""
+
+
 class NotFound(StoreError):
     """A run, workflow or other record does not exist."""
 

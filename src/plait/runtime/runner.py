@@ -13,7 +13,10 @@ How a step moves, and why it survives ``kill -9`` at any instant:
 3. The result goes through the engine, and the new step states, the finished attempt,
    the next claims and the outbox events are committed in one transaction — before any
    successor starts. A crash before that commit leaves the attempt ``running`` with an
-   expiring lease: it is recorded ``interrupted`` and run again (at-least-once).
+   expiring lease: it is recorded ``interrupted`` and run again (at-least-once). When
+   the database refuses the commit (it is away), the results are kept and committed
+   again after a pause; a result that comes too late — its attempt was meanwhile
+   recorded ``interrupted`` and run again elsewhere — is refused, by attempt number.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from plait.errors import (
     InputError,
     NotFound,
     PlaitError,
+    StoreUnavailable,
     ValidationError,
 )
 
@@ -144,6 +145,14 @@ def install(app: FastAPI) -> None:
     async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
         # a number beyond what the store can hold (e.g. an id of 2**70) is bad input
         return error_response(422, "a number in the request is out of range")
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # the database restarts or the connection was cut: the client may try again
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503, "the database is unavailable; try again shortly", headers={"Retry-After": "5"}
+        )
 
     @app.exception_handler(PlaitError)
     async def _plait(request: Request, exc: PlaitError) -> JSONResponse:

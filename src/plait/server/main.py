@@ -3,6 +3,11 @@
 ``plait serve`` runs all three; ``plait api``, ``plait worker`` and ``plait scheduler``
 run one each. The parts share nothing but the store (and, inside one process, a wake-up
 call so a run started through the API starts at once instead of at the next poll).
+
+On PostgreSQL a process also listens for the other processes' notifications
+(:mod:`plait.runtime.wakeup`: workers claim at once, log followers read at once), and a
+scheduler takes part in the leader election (:mod:`plait.triggers.leader`); both hold
+one dedicated connection each and reconnect by themselves.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from plait.server.compose import work_root
@@ -22,7 +27,9 @@ from plait.server.services import Services
 if TYPE_CHECKING:
     import uvicorn
 
+    from plait.runtime.wakeup import Wakeups
     from plait.runtime.worker import Worker
+    from plait.triggers.leader import Leadership
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,12 @@ class Parts:
     port: int = 8080
     concurrency: int = 16
     poll_interval: float = 0.5
+    #: what the worker serves: its queues and tags (routing), and how long it lets
+    #: running steps finish when stopped before handing them back (the commands pass
+    #: --drain-timeout, 30 s by default; embedded servers hand back at once)
+    queues: tuple[str, ...] = ("default",)
+    tags: dict[str, str] = field(default_factory=dict)
+    drain_timeout: float = 0.0
 
 
 async def serve(
@@ -54,7 +67,12 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     tasks: list[asyncio.Task[None]] = []
+    #: cluster plumbing that runs until cancelled (listener, leader election)
+    background: list[asyncio.Task[None]] = []
+    wakeups = _wakeups(services, background) if parts.worker or parts.api else None
     worker = _worker(services, parts) if parts.worker else None
+    if worker is not None and wakeups is not None:
+        wakeups.on_ready(worker.wake)
     if worker is not None:
         # Routes call the run service from the thread pool: wake the worker through the
         # loop, never by touching its asyncio.Event from another thread.
@@ -68,13 +86,17 @@ async def serve(
     if parts.scheduler:
         from plait.triggers.service import TriggerService
 
-        triggers = TriggerService(services)
+        triggers = TriggerService(services, leadership=_leadership(services, background))
         services.extras["triggers"] = triggers
         tasks.append(asyncio.create_task(triggers.serve(stop), name="scheduler"))
     server = _api(services, parts) if parts.api else None
     if server is not None:
         tasks.append(asyncio.create_task(server.serve(), name="api"))
         await _started(server, tasks)
+    if parts.scheduler:  # alert rules, evaluated beside the scheduler (PLAIT_ALERT_INTERVAL)
+        from plait.ops import alert_service
+
+        alert_service.start(services, tasks, stop, api_url=_own_url(parts) if server else None)
     if started is not None:
         started.set()
     await _until(stop, tasks)
@@ -86,6 +108,36 @@ async def serve(
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(task, timeout=10)
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+
+
+def _wakeups(services: Services, background: list[asyncio.Task[None]]) -> Wakeups | None:
+    """The process's listener for notifications from the others (PostgreSQL only)."""
+    url = services.store.listen_url
+    if url is None:
+        return None
+    from plait.runtime.wakeup import Wakeups
+
+    wakeups = Wakeups(url, services.store.listen_options, watch=services.store.watch)
+    services.extras["wakeups"] = wakeups
+    background.append(asyncio.create_task(wakeups.serve(), name="wakeups"))
+    return wakeups
+
+
+def _leadership(services: Services, background: list[asyncio.Task[None]]) -> Leadership | None:
+    """The scheduler's part in the leader election (PostgreSQL only; on SQLite the one
+    scheduler leads)."""
+    url = services.store.listen_url
+    if url is None:
+        return None
+    from plait.triggers.leader import Leadership
+
+    leadership = Leadership(url, services.store.listen_options)
+    services.extras["leadership"] = leadership
+    background.append(asyncio.create_task(leadership.serve(), name="leadership"))
+    return leadership
 
 
 async def _started(server: uvicorn.Server, tasks: list[asyncio.Task[None]]) -> None:
@@ -106,6 +158,12 @@ async def _until(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
     waiter.cancel()
 
 
+def _own_url(parts: Parts) -> str:
+    """Where this process's API answers on this host."""
+    host = "127.0.0.1" if parts.host in ("", "0.0.0.0", "::") else parts.host
+    return f"http://{'[' + host + ']' if ':' in host else host}:{parts.port}"
+
+
 def _worker(services: Services, parts: Parts) -> Worker:
     from plait.runtime.worker import Worker
 
@@ -120,6 +178,10 @@ def _worker(services: Services, parts: Parts) -> Worker:
         secrets_for=runs.secrets_for,
         workdir_root=root,
         poll_interval=parts.poll_interval,
+        queues=parts.queues,
+        tags=parts.tags,
+        registry_store=services.server_store,
+        drain_timeout=parts.drain_timeout,
         services={
             "runs": runs,
             "services": services,
@@ -157,5 +219,6 @@ def _api(services: Services, parts: Parts) -> uvicorn.Server:
         log_level="warning",
         access_log=False,
         lifespan="off",
+        log_config=None,  # uvicorn's records go through our handler (--log-format json)
     )
     return Server(config)

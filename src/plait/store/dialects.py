@@ -5,6 +5,13 @@ transaction (``write`` and ``read``), makes the dialect's ``INSERT … ON CONFLI
 locks the rows a claim selects. Every query itself is written once, in
 :mod:`plait.store.sql`.
 
+PostgreSQL connections come from one bounded SQLAlchemy pool per process, sized and
+timed by ``PLAIT_DB_*`` variables (:func:`pool_settings`; docs/cluster.md). A lost
+connection — the server restarted, ``pg_terminate_backend``, a cut network — raises
+:class:`~plait.errors.StoreUnavailable` once and marks every pooled connection of that
+generation stale, so the next transaction reconnects instead of failing on the next
+dead connection, and the one after that on the next.
+
 SQLite durability: WAL with ``synchronous=NORMAL`` survives a crash or ``kill -9`` of
 the process (the WAL is in the OS page cache) but may lose the last transactions on a
 power loss or OS crash. Add ``?synchronous=full`` to the URL, or set
@@ -15,11 +22,12 @@ commit).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,10 +36,10 @@ from sqlalchemy import Engine, Select, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine.url import URL
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from plait.errors import ConflictError, StoreError
+from plait.errors import ConflictError, StoreError, StoreUnavailable
 from plait.store.lite import CHECKPOINT_EVERY as _CHECKPOINT_EVERY
 from plait.store.lite import SYNCHRONOUS as _SYNCHRONOUS
 from plait.store.lite import connect, connect_pragmas, transaction
@@ -40,6 +48,49 @@ from plait.store.lite import connect, connect_pragmas, transaction
 #: and how many more may open briefly beyond them.
 _READ_POOL_SIZE = 40
 _READ_POOL_OVERFLOW = 20
+
+#: PostgreSQL pool settings: environment variable → (default, what it sets). Every
+#: process has one pool; the cluster needs the sum of its processes' bounds (plus one
+#: listening connection each, and one more per scheduler) below ``max_connections``.
+POOL_SETTINGS: dict[str, tuple[float, str]] = {
+    "PLAIT_DB_POOL_SIZE": (10, "connections kept open"),
+    "PLAIT_DB_MAX_OVERFLOW": (10, "more opened under load, closed when returned"),
+    "PLAIT_DB_POOL_TIMEOUT": (10, "seconds to wait for a free connection"),
+    "PLAIT_DB_POOL_RECYCLE": (1800, "seconds after which a connection is replaced"),
+    "PLAIT_DB_CONNECT_TIMEOUT": (5, "seconds to wait for a new connection"),
+}
+
+
+def pool_settings(environ: Mapping[str, str] | None = None) -> dict[str, float]:
+    """The ``PLAIT_DB_*`` settings from the environment, checked (a bad value names the
+    variable instead of failing somewhere inside the driver)."""
+    env = os.environ if environ is None else environ
+    found: dict[str, float] = {}
+    for name, (default, _) in POOL_SETTINGS.items():
+        raw = env.get(name, "").strip()
+        least = 1.0 if name == "PLAIT_DB_POOL_SIZE" else 0.0
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            value = math.nan
+        if not least <= value < math.inf:
+            raise StoreError(f"{name}={raw!r}: expected a number of at least {least:g}")
+        found[name] = value
+    return found
+
+
+def driver_options(connect_timeout: float) -> dict[str, Any]:
+    """libpq options of every Plait connection: bounded connects, and TCP keepalives so
+    a connection to a host that vanished (a partition, not a clean close) is found dead
+    within about a minute instead of the kernel's two hours."""
+    return {
+        "connect_timeout": max(1, int(connect_timeout)),
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 60_000,  # ms: unacknowledged writes to a vanished host
+    }
 
 
 class Hooks(ABC):
@@ -75,12 +126,20 @@ class Hooks(ABC):
 
 @contextmanager
 def wrap_errors() -> Iterator[None]:
-    """Driver errors become StoreError (IntegrityError: ConflictError), cause kept."""
+    """Driver errors become StoreError (IntegrityError: ConflictError; a lost or refused
+    connection: StoreUnavailable), cause kept. SQLAlchemy has already invalidated the
+    pool on a disconnect."""
     try:
         yield
     except IntegrityError as exc:
         raise ConflictError(f"conflicting write: {exc.orig}") from exc
     except SQLAlchemyError as exc:
+        lost = isinstance(exc, OperationalError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        )
+        if lost:
+            reason = _first_line(getattr(exc, "orig", None) or exc)
+            raise StoreUnavailable(f"database unavailable: {reason}") from exc
         raise StoreError(f"database error: {exc}") from exc
 
 
@@ -89,7 +148,8 @@ def _driver_transaction(
     engine: Engine, dbapi_conn: Any, begin: str | None, proxy: Any = None
 ) -> Iterator[Any]:
     """Run the block in a transaction on a driver connection; wrap the driver's errors.
-    On a lost connection, ``proxy`` (the pool's wrapper) is invalidated."""
+    On a lost connection, ``proxy`` (the pool's wrapper) is invalidated, and with it
+    every pooled connection opened before it (a restarted server dropped them all)."""
     dbapi = engine.dialect.loaded_dbapi
     cur = dbapi_conn.cursor()
     try:
@@ -100,18 +160,36 @@ def _driver_transaction(
     except BaseException as exc:
         lost = isinstance(exc, dbapi.Error) and engine.dialect.is_disconnect(exc, dbapi_conn, cur)
         if lost and proxy is not None:
-            proxy.invalidate(exc)
+            _invalidate_pool(engine, proxy, exc)
         else:
             with contextlib.suppress(dbapi.Error):
                 dbapi_conn.rollback()
         if isinstance(exc, dbapi.IntegrityError):
             raise ConflictError(f"conflicting write: {exc}") from exc
+        if lost or isinstance(exc, dbapi.OperationalError):
+            raise StoreUnavailable(f"database unavailable: {_first_line(exc)}") from exc
         if isinstance(exc, dbapi.Error):
             raise StoreError(f"database error: {exc}") from exc
         raise
     finally:
         with contextlib.suppress(dbapi.Error):
             cur.close()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    """A driver error's first line: the reason, without the statement and hints."""
+    text = str(exc).strip() if exc is not None else ""
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _invalidate_pool(engine: Engine, proxy: Any, exc: BaseException) -> None:
+    """What SQLAlchemy's own ``Connection`` does on a disconnect: invalidate this
+    connection and mark the pool's older ones for replacement at their next checkout."""
+    invalidate = getattr(engine.pool, "_invalidate", None)
+    if invalidate is not None:
+        invalidate(proxy, exc)
+    else:  # pragma: no cover - a SQLAlchemy without it: at least this connection
+        proxy.invalidate(exc)
 
 
 class SqliteHooks(Hooks):
@@ -253,22 +331,57 @@ class SqliteHooks(Hooks):
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._reader_conns.clear()
+            self._readers = threading.local()  # a read after close connects again
         self.engine.dispose()
 
 
 class PostgresHooks(Hooks):
-    """A connection pool; the claim locks its rows with ``FOR UPDATE SKIP LOCKED`` so
-    concurrent workers take different steps without waiting for each other."""
+    """A bounded connection pool; the claim locks its rows with ``FOR UPDATE SKIP
+    LOCKED`` so concurrent workers take different steps without waiting for each other;
+    ``NOTIFY`` inside a transaction wakes listeners when it commits.
+
+    No ``pool_pre_ping``: it costs a round trip on every checkout, i.e. on every step
+    transition. A dead connection is found by the statement that uses it instead, which
+    fails with :class:`~plait.errors.StoreUnavailable` and renews the whole pool; the
+    callers' loops retry."""
 
     name = "postgresql"
 
     def __init__(self, url: URL) -> None:
+        settings = pool_settings()
+        options = driver_options(settings["PLAIT_DB_CONNECT_TIMEOUT"])
+        given = set(url.query)
         self.engine = create_engine(
             url,
-            pool_size=10,  # API handlers + workers of one process
-            max_overflow=20,
-            pool_recycle=1800,  # below common idle-connection timeouts of proxies
+            pool_size=int(settings["PLAIT_DB_POOL_SIZE"]),
+            max_overflow=int(settings["PLAIT_DB_MAX_OVERFLOW"]),
+            pool_timeout=settings["PLAIT_DB_POOL_TIMEOUT"],
+            pool_recycle=int(settings["PLAIT_DB_POOL_RECYCLE"]),
+            connect_args={
+                k: v for k, v in {"application_name": "plait", **options}.items() if k not in given
+            },
         )
+        #: libpq URL and options of the dedicated connections (LISTEN, leadership),
+        #: which live outside the pool
+        self.listen_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.listen_options = {k: v for k, v in options.items() if k not in given}
+
+    @contextmanager
+    def pipeline(self, cur: Any) -> Iterator[Any]:
+        """Send the block's statements without waiting for each (psycopg's pipeline
+        mode): one round trip for the lot instead of one per statement, which is what a
+        step transition costs most on a busy machine. Yields another cursor of the same
+        transaction, for the statement whose result is read after the block; results,
+        and any error, arrive when the block ends."""
+        conn = cur.connection
+        other = conn.cursor()  # not closed here: that would drop the results it awaits
+        with conn.pipeline():
+            yield other
+
+    def notify(self, cur: Any, channel: str, payload: str = "") -> None:
+        """Queue a notification in the cursor's transaction: sent when it commits,
+        dropped if it rolls back (and collapsed with an identical one in it)."""
+        cur.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
     def insert(self, table: Table) -> Any:
         return postgresql.insert(table)
@@ -291,7 +404,9 @@ class PostgresHooks(Hooks):
         try:
             proxy = self.engine.raw_connection()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot connect to the database: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot connect to the database: {_first_line(getattr(exc, 'orig', None) or exc)}"
+            ) from exc
         try:
             # psycopg begins a transaction with the first statement.
             with _driver_transaction(self.engine, proxy.dbapi_connection, None, proxy) as cur:

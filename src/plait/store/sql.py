@@ -14,7 +14,7 @@ threads of one process, and any number of processes may share its database.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from plait.engine.state import (
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 _RUNNABLE = [str(StepStatus.QUEUED), str(StepStatus.RETRYING)]
 _WAITING = str(StepStatus.WAITING)
+_QUEUED = str(StepStatus.QUEUED)
 _RUNNING_ATTEMPT = str(AttemptStatus.RUNNING)
 
 
@@ -56,7 +57,7 @@ class _Statements:
     NAMES = (
         "update_run", "bump_run", "insert_run", "insert_steps", "upsert_steps",
         "upsert_attempts", "insert_events", "insert_logs", "claim", "claim_parts",
-        "claim_run", "start_steps", "hold_timers", "renew", "load_run", "load_steps",
+        "claim_run", "claim_queue", "start_steps", "hold_timers", "renew", "load_run", "load_steps",
         "insert_workflow", "workflow_id", "version_by_checksum", "max_version",
         "insert_version", "get_version", "expired", "expired_run", "next_due",
         "next_due_run", "run_attempts", "run_version", "request_cancel", "run_exists",
@@ -101,6 +102,7 @@ class _Statements:
     claim: Prepared
     claim_parts: list[Prepared]
     claim_run: Prepared
+    claim_queue: Prepared
     start_steps: Prepared
     hold_timers: Prepared
     renew: Prepared
@@ -150,10 +152,58 @@ class SqlStore:
         self._hooks = hooks
         self._sealer = sealer
         self._q = statements or _Statements.compile(hooks)
+        #: PostgreSQL: ``notify(cur, channel, payload)`` inside a transaction (wake-ups)
+        self._notify: Any = getattr(hooks, "notify", None) if hooks.name == "postgresql" else None
+        #: PostgreSQL: statements of a transaction sent in one round trip (``commit``)
+        self._pipeline: Any = getattr(hooks, "pipeline", None)
+        #: runs someone follows (any API replica said so on ``plait_follow``) → until when
+        self._followed: dict[str, float] = {}
 
     @property
     def engine(self) -> Engine:
         return self._hooks.engine
+
+    # -- wake-ups (PostgreSQL LISTEN/NOTIFY; SQLite has its in-process wake) -----------
+    @property
+    def listen_url(self) -> str | None:
+        """The libpq URL of dedicated connections (LISTEN, leadership); None on SQLite."""
+        url: str | None = getattr(self._hooks, "listen_url", None)
+        return url
+
+    @property
+    def listen_options(self) -> dict[str, Any]:
+        """libpq options of those connections (timeouts, keepalives)."""
+        return dict(getattr(self._hooks, "listen_options", {}))
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Send one notification now, in a transaction of its own (no-op on SQLite)."""
+        if self._notify is not None:
+            with self._hooks.cursor() as cur:
+                self._notify(cur, channel, payload)
+
+    def watch(self, run_id: str, until: float) -> None:
+        """Someone follows ``run_id`` until ``until``: meanwhile this process's commits
+        and log lines of it also notify ``plait_runs``/``plait_logs``. Unfollowed runs
+        notify nothing, which keeps NOTIFY (serialised at commit by PostgreSQL) off the
+        hot path."""
+        now = time.time()
+        if len(self._followed) > 1000:
+            self._followed = {k: v for k, v in self._followed.items() if v > now}
+        self._followed[run_id] = max(until, self._followed.get(run_id, 0.0))
+
+    def _followed_now(self, run_id: str) -> bool:
+        until = self._followed.get(run_id)
+        return until is not None and until > time.time()
+
+    def _notify_changes(
+        self, cur: Any, run_id: str, step_rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """In the transaction that queues steps: one ``plait_ready`` (however many steps
+        it queued); and ``plait_runs`` when the run is followed."""
+        if any(row["status"] == _QUEUED for row in step_rows):
+            self._notify(cur, "plait_ready", "")
+        if self._followed and self._followed_now(run_id):
+            self._notify(cur, "plait_runs", run_id)
 
     @property
     def dialect(self) -> str:
@@ -231,6 +281,8 @@ class SqlStore:
                 if events:
                     rows = [codec.event_row(e) for e in events]
                     cur.executemany(q.insert_events.sql, q.insert_events.many(rows))
+                if self._notify is not None:
+                    self._notify_changes(cur, run.id, step_rows)
         except ConflictError as exc:
             raise ConflictError(f"run {run.id} already exists") from exc.__cause__
 
@@ -274,15 +326,24 @@ class SqlStore:
         attempt_params = q.upsert_attempts.many([codec.attempt_row(a) for a in attempts])
         event_params = q.insert_events.many([codec.event_row(e) for e in events])
         with self._hooks.cursor() as cur:
+            if self._pipeline is not None:  # PostgreSQL: one round trip, then COMMIT
+                with self._pipeline(cur) as checked:
+                    checked.execute(update_run.sql, run_params)
+                    _execute(cur, q.upsert_steps.sql, step_params)
+                    _execute(cur, q.upsert_attempts.sql, attempt_params)
+                    _execute(cur, q.insert_events.sql, event_params)
+                    self._notify_changes(cur, run.id, step_rows)
+                if checked.rowcount != 1:  # the rest is rolled back with the conflict
+                    self._conflict(cur, run.id, expected_version)
+                return
             cur.execute(update_run.sql, run_params)
             if cur.rowcount != 1:
                 self._conflict(cur, run.id, expected_version)
-            if step_params:
-                cur.executemany(q.upsert_steps.sql, step_params)
-            if attempt_params:
-                cur.executemany(q.upsert_attempts.sql, attempt_params)
-            if event_params:
-                cur.executemany(q.insert_events.sql, event_params)
+            _execute(cur, q.upsert_steps.sql, step_params)
+            _execute(cur, q.upsert_attempts.sql, attempt_params)
+            _execute(cur, q.insert_events.sql, event_params)
+            if self._notify is not None:
+                self._notify_changes(cur, run.id, step_rows)
 
     def _conflict(self, cur: Any, run_id: str, expected: int) -> None:
         load = self._q.load_run
@@ -350,11 +411,22 @@ class SqlStore:
 
     # -- the queue ---------------------------------------------------------------------
     def claim(
-        self, worker: str, now: float, lease_until: float, limit: int, run_id: str | None = None
+        self,
+        worker: str,
+        now: float,
+        lease_until: float,
+        limit: int,
+        run_id: str | None = None,
+        *,
+        queues: Sequence[str] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> list[Claim]:
         q = self._q
         with self._hooks.cursor() as cur:
-            rows = self._due_steps(cur, now, limit, run_id)
+            if queues is not None and run_id is None:
+                rows = self._routed_steps(cur, now, limit, queues, tags or {})
+            else:
+                rows = self._due_steps(cur, now, limit, run_id)
             if not rows:
                 return []
             claims, starts, holds, new_attempts = _plan_claims(rows, worker, now, lease_until)
@@ -382,6 +454,21 @@ class SqlStore:
         rows.sort(key=lambda r: (r[4] is not None, r[4] or 0.0))
         return rows[:limit]
 
+    def _routed_steps(
+        self, cur: Any, now: float, limit: int, queues: Sequence[str], tags: Mapping[str, str]
+    ) -> list[Any]:
+        """One statement per queue (a worker serves a few), merged in claim order. On
+        PostgreSQL the rows of a part that lose the merge stay locked only until this
+        transaction ends: other workers skip them for that moment, nothing more."""
+        part = self._q.claim_queue
+        rows: list[Any] = []
+        for queue in dict.fromkeys(queues):
+            values = {"now": now, "lim": limit, "queue": queue, "tags": dict(tags)}
+            cur.execute(part.sql, part.params(values))
+            rows.extend(cur.fetchall())
+        rows.sort(key=claim_order)
+        return [row[:5] for row in rows[:limit]]
+
     def renew_leases(self, worker: str, lease_until: float) -> int:
         renew = self._q.renew
         with self._hooks.cursor() as cur:
@@ -408,8 +495,14 @@ class SqlStore:
         insert = self._q.insert_logs
         if lines:
             params = insert.many([codec.log_row(line) for line in lines])
+            followed = self._followed and {
+                line.run_id for line in lines if self._followed_now(line.run_id)
+            }
             with self._hooks.cursor() as cur:
                 cur.executemany(insert.sql, params)
+                if followed and self._notify is not None:
+                    for run_id in followed:
+                        self._notify(cur, "plait_logs", run_id)
 
     def read_logs(
         self, run_id: str, after_id: int = 0, limit: int = 1000, step: str | None = None
@@ -431,6 +524,24 @@ class SqlStore:
 
     def close(self) -> None:
         self._hooks.close()
+
+
+def _execute(cur: Any, sql: str, params: Sequence[Any]) -> None:
+    """``executemany`` for several rows, ``execute`` for one: a step transition writes
+    one or two rows per table, and psycopg's ``executemany`` puts each call through
+    pipeline mode and a sync of its own, twice the client CPU of an ``execute``."""
+    if len(params) == 1:
+        cur.execute(sql, params[0])
+    elif params:
+        cur.executemany(sql, params)
+
+
+def claim_order(row: Sequence[Any]) -> tuple[int, bool, float]:
+    """Sort key of a routed claim row (…, available_at, priority): highest priority
+    first, then steps queued without a due time (they have waited longest), then by due
+    time."""
+    available_at, priority = row[4], row[5]
+    return (-priority, available_at is not None, available_at or 0.0)
 
 
 def _plan_claims(

@@ -1,12 +1,19 @@
 """The scheduler process: fires schedules and event triggers, and reacts to run endings.
 
-Exactly-once without a leader: the run started for a schedule fire has an id derived
-from the fire's unique key (``uuid5(fire_key)``), and the run started by an event
-trigger one derived from the event id and the workflow; the store's primary key then
-refuses a second copy, so two schedulers (or a scheduler restarted mid-tick) can never
-double a run, and a fire recorded late is not lost: ``last_fire`` only moves after the
-run exists. Missed fires (catch-up ``none``/``latest``, or beyond ``max_catch_up``) are
-recorded and visible through the API.
+Any number of schedulers may run (on PostgreSQL); one leads (:mod:`plait.triggers.leader`)
+and only the leader fires schedules, consumes the outbox (run endings, published
+events) and sweeps held runs, so notifications are sent once and the database is not
+scanned by every scheduler. When the leader dies another takes over within seconds and
+goes on from what the store holds: the schedules' ``last_fire`` (missed times are fired
+or recorded by each schedule's catch-up policy) and the outbox cursor.
+
+Exactly-once does not rest on the leader: the run started for a schedule fire has an
+id derived from the fire's unique key (``uuid5(fire_key)``), and the run started by an
+event trigger one derived from the event id and the workflow; the store's primary key
+then refuses a second copy, so two schedulers that both believe they lead (or one
+restarted mid-tick) can never double a run, and a fire recorded late is not lost:
+``last_fire`` only moves after the run exists. Missed fires (catch-up ``none``/``latest``,
+or beyond ``max_catch_up``) are recorded and visible through the API.
 
 Run endings (outbox events ``run.succeeded|failed|cancelled|timed_out``) drive four
 things: a run ending frees its concurrency slot, so held runs of its key start; a
@@ -14,6 +21,12 @@ parent run's ``uses: workflow`` step finishes with the child's outputs; a workfl
 ``notify:`` entries are sent; ``event`` triggers of other workflows fire. The outbox
 makes the release reliable whichever process ended the run; a sweep every few seconds
 releases keys whose ending was missed (a crash between reading and acting on it).
+
+Broker triggers (``rabbitmq``, ``redis_stream``, ``nats``, ``mqtt``) each get a consumer
+task in this process (:mod:`plait.triggers.brokers`), started and stopped as deploys
+change the deployed triggers (checked every few seconds). Every scheduler process runs
+them; a message's run id derived from its dedup key keeps the runs exactly one per
+message however many consume it.
 """
 
 from __future__ import annotations
@@ -24,11 +37,14 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from plait.engine.api import Outcome
-from plait.errors import ConflictError, NotFound, PlaitError
+from plait.errors import ConflictError, NotFound, PlaitError, StoreUnavailable
+from plait.runtime.backoff import Backoff
+from plait.triggers.brokers import BrokerConsumers, BrokerTrigger, broker_triggers
 from plait.triggers.events import EventTrigger, matches, would_loop
+from plait.triggers.leader import AlwaysLeader
 from plait.triggers.schedule import due_fires, fire_key, next_fire
 
 if TYPE_CHECKING:
@@ -38,12 +54,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class Leader(Protocol):
+    """Says whether this scheduler leads now (:mod:`plait.triggers.leader`)."""
+
+    def leading(self) -> bool: ...
+
+
 _NS = uuid.UUID("0f8e4c2a-6d3b-4b7e-9c1f-2a5d8e7b3c10")
 RUN_ENDS = frozenset({"run.succeeded", "run.failed", "run.cancelled", "run.timed_out"})
 CONSUMER = "triggers"
 MAX_CHAIN = 10
 #: seconds between sweeps that start held runs whose key has free slots
 RELEASE_SWEEP = 5.0
+#: seconds between looks at which broker triggers are deployed (and at event triggers)
+TRIGGER_REFRESH = 5.0
 
 
 def derived_run_id(key: str) -> str:
@@ -53,29 +78,57 @@ def derived_run_id(key: str) -> str:
 class TriggerService:
     """See the module docstring. ``tick()`` is one pass; ``serve()`` repeats it."""
 
-    def __init__(self, services: Services, *, interval: float = 1.0) -> None:
+    def __init__(
+        self, services: Services, *, interval: float = 1.0, leadership: Leader | None = None
+    ) -> None:
         self.services = services
         self.interval = interval
+        #: whether this scheduler leads (always, without a leadership: SQLite)
+        self.leadership: Leader = leadership or AlwaysLeader()
         self._event_triggers: list[tuple[str, int, dict[str, Any]]] = []
         self._triggers_loaded_at = 0.0
         self._swept_at = 0.0
+        self._brokers_synced_at = 0.0
+        self.brokers = BrokerConsumers(services)
 
     async def serve(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except PlaitError:
-                log.exception("scheduler tick")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+        backoff = Backoff(base=self.interval, cap=30.0)
+        try:
+            while not stop.is_set():
+                pause = self.interval
+                try:
+                    await self.tick()
+                except StoreUnavailable as exc:  # the database is away: back off, carry on
+                    pause = backoff.failed()
+                    log.warning("scheduler: %s; again in %.1f s", exc, pause)
+                except PlaitError:
+                    log.exception("scheduler tick")
+                else:
+                    if backoff.succeeded():
+                        log.warning("scheduler: the database is back")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+        finally:
+            await self.brokers.close()
 
     async def tick(self, now: float | None = None) -> None:
         now = self.services.clock() if now is None else now
-        self.fire_schedules(now)
-        await self.consume_events(now)
-        if now - self._swept_at >= RELEASE_SWEEP:
-            self._swept_at = now
-            self.services.runs.release_all()
+        if self.leadership.leading():
+            self.fire_schedules(now)
+            await self.consume_events(now)
+            if now - self._swept_at >= RELEASE_SWEEP:
+                self._swept_at = now
+                self.services.runs.release_all()
+        await self.sync_brokers(now)  # every scheduler: message dedup keeps runs single
+
+    # -- broker triggers ---------------------------------------------------------------
+    async def sync_brokers(self, now: float) -> None:
+        """Run one consumer per deployed broker trigger (a no-op between refreshes)."""
+        if self._brokers_synced_at and now - self._brokers_synced_at < TRIGGER_REFRESH:
+            return
+        self._brokers_synced_at = now
+        _, brokers = self._scan()
+        await self.brokers.reconcile(brokers)
 
     # -- schedules ---------------------------------------------------------------------
     def fire_schedules(self, now: float) -> None:
@@ -199,9 +252,16 @@ class TriggerService:
 
     def _triggers(self, now: float) -> list[tuple[str, int, dict[str, Any]]]:
         """Event triggers of every deployed workflow (refreshed every few seconds)."""
-        if now - self._triggers_loaded_at < 5 and self._triggers_loaded_at:
+        if now - self._triggers_loaded_at < TRIGGER_REFRESH and self._triggers_loaded_at:
             return self._event_triggers
-        found: list[tuple[str, int, dict[str, Any]]] = []
+        found, _ = self._scan()
+        self._event_triggers, self._triggers_loaded_at = found, now
+        return found
+
+    def _scan(self) -> tuple[list[tuple[str, int, dict[str, Any]]], list[BrokerTrigger]]:
+        """The event and broker triggers of every deployed workflow."""
+        events: list[tuple[str, int, dict[str, Any]]] = []
+        brokers: list[BrokerTrigger] = []
         cursor = None
         while True:
             page = self.services.server_store.list_workflows(cursor=cursor, limit=200)
@@ -209,12 +269,12 @@ class TriggerService:
                 plan = self.services.runs.plan(record.version_id)
                 for spec in plan.triggers:
                     if spec.get("kind") == "event":
-                        found.append((record.name, record.version_id, dict(spec)))
+                        events.append((record.name, record.version_id, dict(spec)))
+                brokers.extend(broker_triggers(record.name, plan))
             cursor = page.next_cursor
             if not cursor:
                 break
-        self._event_triggers, self._triggers_loaded_at = found, now
-        return found
+        return events, brokers
 
     # -- run endings -------------------------------------------------------------------
     def _release(self, run: RunState) -> None:
@@ -252,26 +312,24 @@ class TriggerService:
         plan = self.services.runs.plan(run.version_id)
         if not plan.notify:
             return
-        from plait.notify import ChannelError, load_channels, send
+        from plait.actions.connections import EnvConnections
+        from plait.notify import ChannelError, load_channels, notify_run
 
-        channels = load_channels(self.services.settings.home)
-        for entry in plan.notify:
-            if str(run.status) not in entry.get("on", ()):
-                continue
-            channel = channels.get(str(entry.get("channel")))
-            if channel is None:
-                log.warning(
-                    "run %s: notify channel %r is not configured", run.id, entry.get("channel")
-                )
-                continue
-            text = entry.get("message") or f"{run.workflow}: run {run.id} {run.status}"
-            context = {
-                "workflow": run.workflow,
-                "run_id": run.id,
-                "status": str(run.status),
-                "error": run.error,
-            }
-            try:
-                await send(channel, str(text), context)
-            except ChannelError as exc:
-                log.warning("run %s: %s", run.id, exc)
+        try:
+            channels = load_channels(self.services.settings.home)
+        except ChannelError as exc:
+            log.warning("run %s: notify: %s", run.id, exc)
+            return
+        machine = self.services.runs.machine(self.services.store.load_run(run.id))
+        source = self.services.extras.get("connections") or EnvConnections()
+        problems = await notify_run(
+            plan.notify,
+            machine.run,
+            machine.steps.values(),
+            machine.run_scope(),
+            channels,
+            mask=self.services.runs.masker(machine).mask,
+            connection=lambda name: source.get(run.namespace, name),
+        )
+        for problem in problems:
+            log.warning("run %s: %s", run.id, problem)

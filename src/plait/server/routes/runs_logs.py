@@ -56,7 +56,8 @@ async def run_logs(
         )
     if last_event_id is not None and last_event_id.isdigit():
         after = max(after, int(last_event_id))
-    spec = sse.Follow(services.store, run_id, after=after, step=step)
+    wakeups = services.extras.get("wakeups")  # PostgreSQL: woken by other processes
+    spec = sse.Follow(services.store, run_id, after=after, step=step, wakeups=wakeups)
     stream = sse.follow(
         spec, lambda line: log_out(line).model_dump(mode="json"), request.is_disconnected
     )
