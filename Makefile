@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export PLAIT_HOME ?= $(CURDIR)/.plait-dev
+# Test files run in this many processes (most tests wait on subprocesses, servers and
+# brokers, so more processes than cores still shortens the run).
+TEST_WORKERS ?= 3
 
 .PHONY: setup dev demo test test-fast lint format bench bench-peers clean
 
@@ -31,7 +34,7 @@ demo: setup
 
 ## test: set up, lint, type-check, check layers, then run every test with coverage
 test: setup lint ui-test
-	$(PY) -m pytest -q -p no:cacheprovider --cov=plait --cov-report=term:skip-covered $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --cov=plait --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -q -x tests/unit

@@ -71,9 +71,7 @@ def test_anything_unusual_goes_to_the_route(
         hidden = o.get(f"/api/v1/runs/{run_id}")  # another namespace: 404, not 403
     with server.anonymous() as anon:
         anonymous = anon.get(f"/api/v1/runs/{run_id}")
-        forged = anon.get(
-            f"/api/v1/runs/{run_id}", headers={"Authorization": "Bearer not-a-token"}
-        )
+        forged = anon.get(f"/api/v1/runs/{run_id}", headers={"Authorization": "Bearer not-a-token"})
     assert missing.status_code == 404
     assert missing.json()["error"]["code"]
     assert hidden.status_code == 404
