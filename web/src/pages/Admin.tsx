@@ -266,11 +266,15 @@ function Secrets() {
   const [f, setF] = useState({ namespace: 'default', name: '', value: '' });
   const submit = async (e: FormEvent) => {
     e.preventDefault();
+    // The value leaves the page as it is sent (not after the answer): a secret is never
+    // on screen longer than it has to be; it comes back only if saving failed.
+    const { namespace, name, value } = f;
+    setF((cur) => ({ ...cur, value: '' }));
     const ok = await run(
-      () => api(`/api/v1/secrets/${encodeURIComponent(f.namespace)}/${encodeURIComponent(f.name)}`, { method: 'PUT', json: { value: f.value } }),
-      `Secret ${f.namespace}/${f.name} saved.`,
+      () => api(`/api/v1/secrets/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`, { method: 'PUT', json: { value } }),
+      `Secret ${namespace}/${name} saved.`,
     );
-    if (ok) setF({ ...f, name: '', value: '' });
+    setF((cur) => (ok ? { ...cur, name: '' } : { ...cur, value }));
   };
   return (
     <>
