@@ -20,6 +20,7 @@ from plait.errors import (
     InputError,
     NotFound,
     PlaitError,
+    StoreError,
     StoreUnavailable,
     ValidationError,
 )
@@ -152,6 +153,20 @@ def install(app: FastAPI) -> None:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
         return error_response(
             503, "the database is unavailable; try again shortly", headers={"Retry-After": "5"}
+        )
+
+    @app.exception_handler(StoreError)
+    async def _store(request: Request, exc: StoreError) -> JSONResponse:
+        # The driver's own message names tables and SQL: it goes to the log, never to
+        # the client (most such refusals are a value the database cannot take).
+        if not str(exc).startswith("database error:"):
+            return error_response(400, str(exc))
+        request_id = getattr(request.state, "request_id", None)
+        log.warning("%s %s (request %s): %s", request.method, request.url.path, request_id, exc)
+        return error_response(
+            400,
+            "the database refused a value of this request",
+            details={"request_id": request_id},
         )
 
     @app.exception_handler(PlaitError)
