@@ -58,7 +58,7 @@ bench: setup
 	$(PY) benchmarks/cluster.py $(BENCH_CLUSTER_ARGS)
 
 ## bench-peers: Plait beside Prefect, DBOS, Airflow, procrastinate and Celery, and this
-##              machine's floor (peers in benchmarks/peers/.venvs; about 40 minutes;
+##              machine's floor (peers in benchmarks/peers/.venvs; about an hour;
 ##              BENCH_PEERS_ARGS="--quick" for a smoke run, see --help)
 bench-peers: setup
 	$(PY) benchmarks/peers/run.py $(BENCH_PEERS_ARGS)
