@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from urllib.parse import quote
 
 from plait.security.masking import MASK, Masker
@@ -93,10 +92,8 @@ def test_no_secrets_is_a_cheap_no_op() -> None:
     value = {"a": [1, 2, {"b": "c"}]}
     assert masker.mask(line) is line
     assert masker.mask_value(value) is value
-    began = time.perf_counter()
-    for _ in range(100_000):
-        masker.mask(line)
-    assert time.perf_counter() - began < 0.5  # ~0.1 µs a call: a method call, no regex
+    # No pattern is built for nothing to hide (speed is for benchmarks, not timed tests).
+    assert masker._compiled() is None
 
 
 def test_regex_characters_in_secrets_are_literal() -> None:
