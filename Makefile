@@ -16,7 +16,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,server,postgres,integrations]' -e examples/plugins/plait-example
+	$(PY) -m pip install -q --disable-pip-version-check 'torch==2.13.0'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,server,postgres,integrations,ai]' -e examples/plugins/plait-example
 	@touch $@
 
 ## dev: set up, then start `plait serve` on 127.0.0.1:8080 with the examples deployed
