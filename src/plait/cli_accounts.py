@@ -15,21 +15,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from plait.cli_common import error_exit
 from plait.errors import ConflictError
 
 if TYPE_CHECKING:
     from plait.server.services import Services
 
-EXIT_USAGE = 2
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 
 users_app = typer.Typer(help="User accounts in the local store.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens in the local store.", no_args_is_help=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
 
 
 def _services() -> Services:
@@ -43,10 +38,10 @@ def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():
-        raise _fail("no terminal to prompt on: pass the password with --password-stdin")
+        raise error_exit("no terminal to prompt on: pass the password with --password-stdin")
     first = typer.prompt("Password", hide_input=True)
     if typer.prompt("Repeat the password", hide_input=True) != first:
-        raise _fail("the passwords differ")
+        raise error_exit("the passwords differ")
     return str(first)
 
 
@@ -66,7 +61,7 @@ def users_create(
     from plait.server.bootstrap import AccountError, create_user
 
     if admin and role not in (None, "admin"):
-        raise _fail("--admin and --role exclude each other")
+        raise error_exit("--admin and --role exclude each other")
     password = _read_password(password_stdin)
     services = _services()
     try:
@@ -80,9 +75,9 @@ def users_create(
             created_by="cli",
         )
     except AccountError as exc:
-        raise _fail(str(exc)) from None
+        raise error_exit(str(exc)) from None
     except ConflictError:
-        raise _fail(f"user {name!r} already exists") from None
+        raise error_exit(f"user {name!r} already exists") from None
     finally:
         services.store.close()
     given = "admin" if admin else role
@@ -155,12 +150,12 @@ def tokens_create(
     except ValueError as exc:
         problems.append(str(exc))
     if problems:
-        raise _fail("; ".join(problems))
+        raise error_exit("; ".join(problems))
     services = _services()
     try:
         owner = services.accounts.find_user(user)
         if owner is None:
-            raise _fail(f"user {user!r} not found")
+            raise error_exit(f"user {user!r} not found")
         token, token_hash, prefix = new_api_token()
         now = services.clock()
         expires_at = None if lifetime is None else now + lifetime

@@ -12,23 +12,32 @@ bad input (an invalid rules file, an unknown rule).
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
 
+from plait.cli_common import (
+    API,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    JsonOpt,
+    audit,
+    cli_actor,
+    echo_json,
+    error_exit,
+    iso,
+    local_services,
+    remote,
+    server_option,
+)
+
 if TYPE_CHECKING:
     from plait.client import Client
-    from plait.server.services import Services
 
-EXIT_REFUSED, EXIT_USAGE = 1, 2
-API = "/api/v1"
+EXIT_REFUSED = EXIT_PROBLEM  # a rule of alerts.yaml, a server error
 
 alerts_app = typer.Typer(
     help="Alerts (pending, firing, resolved) and the rules that raise them. Local store "
@@ -37,50 +46,8 @@ alerts_app = typer.Typer(
 )
 
 ServerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        envvar="PLAIT_SERVER",
-        show_envvar=True,
-        help="Use this Plait server's API instead of the local store.",
-    ),
+    str | None, server_option("Use this Plait server's API instead of the local store.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output.")]
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _client(server: str | None) -> Iterator[Client | None]:
-    """A connected client for ``server``, or None for the local store."""
-    from plait.client import resolve_server
-
-    if not resolve_server(server):
-        yield None
-        return
-    from plait.cli_remote import connected
-
-    with connected(server) as client:
-        yield client
-
-
-@contextmanager
-def _local() -> Iterator[Services]:
-    from plait.cli_ops import _services
-
-    with _services() as services:
-        yield services
-
-
-def _iso(value: float | None) -> str | None:
-    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat()
-
-
-def _echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
 
 
 # -- list ---------------------------------------------------------------------------------
@@ -90,7 +57,7 @@ def alerts_list(
         str | None, typer.Option("--state", help="pending, firing or resolved.")
     ] = None,
     rule: Annotated[str | None, typer.Option("--rule", help="Only this rule's alerts.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
     server: ServerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -99,18 +66,16 @@ def alerts_list(
     Pending alerts first, then firing ones, then resolved ones, each with its
     severity, since when, and what was observed."""
     if state is not None and state not in ("pending", "firing", "resolved"):
-        raise _fail(f"--state {state!r}: write pending, firing or resolved")
-    with _client(server) as client:
+        raise error_exit(f"--state {state!r}: write pending, firing or resolved")
+    with remote(server) as client:
         if client is not None:
-            params: dict[str, Any] = {"limit": limit}
-            params.update({k: v for k, v in (("state", state), ("rule", rule)) if v})
-            items = client.json("GET", f"{API}/alerts", params=params)["items"]
+            items, more = _remote_alerts(client, state, rule, limit)
         else:
-            with _local() as services:
-                found = services.server_store.list_alerts(state=state, rule=rule, limit=limit)
-            items = [_alert_json(a) for a in found]
+            with local_services() as services:
+                page = services.server_store.alert_page(state=state, rule=rule, limit=limit)
+            items, more = [_alert_json(a) for a in page.items], page.next_cursor is not None
     if json_out:
-        _echo_json(items)
+        echo_json(items)
         return
     if not items:
         typer.echo("no alerts")
@@ -123,6 +88,25 @@ def alerts_list(
         since = str(a["since"])[:19].replace("T", " ")
         table.add_row(a["state"], a["severity"], a["rule"], a["key"], since, a["summary"])
     Console().print(table)
+    if more:
+        typer.echo(f"the first {limit} alerts; raise --limit for more", err=True)
+
+
+def _remote_alerts(
+    client: Client, state: str | None, rule: str | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` alerts, a page (at most 500) at a time, and whether more follow."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        given = (("state", state), ("rule", rule), ("cursor", cursor))
+        params: dict[str, Any] = {"limit": min(500, limit - len(items))}
+        params.update({k: v for k, v in given if v})
+        page = client.json("GET", f"{API}/alerts", params=params)
+        items += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor or len(items) >= limit:
+            return items, bool(cursor)
 
 
 def _alert_json(a: Any) -> dict[str, Any]:
@@ -137,9 +121,9 @@ def _alert_json(a: Any) -> dict[str, Any]:
         "summary": a.summary,
         "labels": dict(a.labels),
         "info": dict(a.info),
-        "since": _iso(a.started_at),
-        "resolved_at": _iso(a.resolved_at),
-        "last_notified_at": _iso(a.last_notified_at),
+        "since": iso(a.started_at),
+        "resolved_at": iso(a.resolved_at),
+        "last_notified_at": iso(a.last_notified_at),
         "notifications": a.notifications,
     }
 
@@ -157,22 +141,22 @@ def alerts_rules(
     $PLAIT_HOME/alerts.yaml (source file)."""
     from plait.errors import NotFound
 
-    with _client(server) as client:
+    with remote(server) as client:
         if client is not None:
             if name is not None:
                 items = [client.json("GET", f"{API}/alerts/rules/{quote(name, safe='')}")]
             else:
                 items = client.json("GET", f"{API}/alerts/rules")["items"]
         else:
-            with _local() as services:
+            with local_services() as services:
                 store = services.server_store
                 try:
                     found = [store.get_alert_rule(name)] if name else store.list_alert_rules()
                 except NotFound as exc:
-                    raise _fail(str(exc)) from None
+                    raise error_exit(str(exc)) from None
             items = [_rule_json(r) for r in found]
     if json_out:
-        _echo_json(items[0] if name is not None else items)
+        echo_json(items[0] if name is not None else items)
         return
     if not items:
         typer.echo("no alert rules")
@@ -197,8 +181,8 @@ def _rule_json(r: Any) -> dict[str, Any]:
         "kind": r.kind,
         "source": r.source,
         "spec": dict(r.spec),
-        "created_at": _iso(r.created_at),
-        "updated_at": _iso(r.updated_at),
+        "created_at": iso(r.created_at),
+        "updated_at": iso(r.updated_at),
         "updated_by": r.updated_by,
     }
 
@@ -222,7 +206,7 @@ def alerts_set(
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"{file}: cannot read: {exc}") from None
+        raise error_exit(f"{file}: cannot read: {exc}") from None
     try:
         specs = load_text(text, where)
     except RuleError as exc:
@@ -230,14 +214,14 @@ def alerts_set(
             typer.echo(problem, err=True)
         raise typer.Exit(EXIT_USAGE) from None
     if not specs:
-        raise _fail(f"{where} holds no rules")
-    with _client(server) as client:
+        raise error_exit(f"{where} holds no rules")
+    with remote(server) as client:
         if client is not None:
             results = [_put_remote(client, n, s) for n, s in specs.items()]
         else:
             results = _put_local(specs)
     if json_out:
-        _echo_json(results)
+        echo_json(results)
         return
     for result in results:
         typer.echo(f"{result['name']} {'created' if result['created'] else 'updated'}")
@@ -249,19 +233,18 @@ def _put_remote(client: Client, name: str, spec: dict[str, Any]) -> dict[str, An
 
 
 def _put_local(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    from plait.cli_ops import _actor, _record
     from plait.errors import ConflictError
 
     results = []
-    with _local() as services:
+    with local_services() as services:
         for name, spec in specs.items():
             try:
                 record, created = services.server_store.put_alert_rule(
-                    name, str(spec["kind"]), spec, source="api", actor=_actor()
+                    name, str(spec["kind"]), spec, source="api", actor=cli_actor()
                 )
             except ConflictError as exc:
-                raise _fail(str(exc), EXIT_REFUSED) from None
-            _record(services, "alerts.rules.set", f"alerts/rules/{name}", {"kind": record.kind})
+                raise error_exit(str(exc), EXIT_REFUSED) from None
+            audit(services, "alerts.rules.set", f"alerts/rules/{name}", {"kind": record.kind})
             results.append({**_rule_json(record), "created": created})
     return results
 
@@ -277,20 +260,18 @@ def alerts_delete(
     from that file instead (exit 1)."""
     from plait.errors import ConflictError, NotFound
 
-    with _client(server) as client:
+    with remote(server) as client:
         if client is not None:
             client.request("DELETE", f"{API}/alerts/rules/{quote(name, safe='')}")
         else:
-            from plait.cli_ops import _record
-
-            with _local() as services:
+            with local_services() as services:
                 try:
                     services.server_store.delete_alert_rule(name, source="api")
                 except NotFound as exc:
-                    raise _fail(str(exc)) from None
+                    raise error_exit(str(exc)) from None
                 except ConflictError as exc:
-                    raise _fail(str(exc), EXIT_REFUSED) from None
-                _record(services, "alerts.rules.delete", f"alerts/rules/{name}", {})
+                    raise error_exit(str(exc), EXIT_REFUSED) from None
+                audit(services, "alerts.rules.delete", f"alerts/rules/{name}", {})
     typer.echo(f"{name} deleted")
 
 

@@ -23,15 +23,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from plait.cli_ops import _actor, _fail, _record, _services
+from plait.cli_common import (
+    API,
+    EXIT_PROBLEM,
+    JsonOpt,
+    audit,
+    check_namespace,
+    cli_actor,
+    error_exit,
+    local_services,
+    remote,
+    server_option,
+)
 
 if TYPE_CHECKING:
     from plait.actions.registry import ActionRegistry
     from plait.client import Client
     from plait.store.server_connections import ConnectionRecord
-
-EXIT_PROBLEM, EXIT_USAGE = 1, 2
-API = "/api/v1"
 
 connections_app = typer.Typer(
     help="Connections: named, typed credential sets that steps use by name "
@@ -45,14 +53,8 @@ actions_app = typer.Typer(
 
 ServerOpt = Annotated[
     str | None,
-    typer.Option(
-        "--server",
-        envvar="PLAIT_SERVER",
-        show_envvar=True,
-        help="Manage the connections of this Plait server instead of the local store.",
-    ),
+    server_option("Manage the connections of this Plait server instead of the local store."),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output.")]
 NamespaceArg = Annotated[
     str, typer.Argument(help="The namespace, or '*' (quoted) for every namespace.")
 ]
@@ -62,27 +64,13 @@ NameArg = Annotated[str, typer.Argument(help="The connection's name (what steps 
 # -- helpers ----------------------------------------------------------------------------
 def _check_names(namespace: str, name: str | None = None) -> None:
     from plait.actions.connection_admin import NAME
-    from plait.server.routes.secrets import NAMESPACE
-    from plait.store.server_records import GLOBAL_NAMESPACE
 
-    if namespace != GLOBAL_NAMESPACE and not NAMESPACE.match(namespace):
-        raise _fail(f"{namespace!r} is not a namespace (lower-case letters, digits, - and _)")
+    check_namespace(namespace)
     if name is not None and not NAME.match(name):
-        raise _fail(
+        raise error_exit(
             f"{name!r} is not a connection name (letters, digits, _, - and ., "
             "starting with a letter or digit)"
         )
-
-
-def _remote(server: str | None) -> Any:
-    """A connected client context for ``server``, or None to use the local store."""
-    from plait.client import resolve_server
-
-    if not resolve_server(server):
-        return None
-    from plait.cli_remote import connected
-
-    return connected(server)
 
 
 def _path(namespace: str, name: str, suffix: str = "") -> str:
@@ -99,15 +87,15 @@ def _load_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise _fail(f"cannot read {path}: {exc.strerror}") from None
+        raise error_exit(f"cannot read {path}: {exc.strerror}") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise _fail(
+        raise error_exit(
             f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
         ) from None
     if not isinstance(data, dict):
-        raise _fail(f"{path} must hold a mapping of config fields")
+        raise error_exit(f"{path} must hold a mapping of config fields")
     if set(data) <= {"type", "config"} and isinstance(data.get("config"), dict):
         return {**data["config"], **({"type": data["type"]} if "type" in data else {})}
     return data
@@ -118,7 +106,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise _fail(f"--set {pair!r}: write it as KEY=VALUE")
+            raise error_exit(f"--set {pair!r}: write it as KEY=VALUE")
         given[key.strip()] = value
     return given
 
@@ -135,7 +123,7 @@ def _read_secrets(fields: list[str]) -> dict[str, str]:
         return {fields[0]: text[:-1] if text.endswith("\n") else text}
     lines = text.splitlines()
     if len(lines) < len(fields):
-        raise _fail(
+        raise error_exit(
             f"--secret given {len(fields)} times but standard input has {len(lines)} "
             "line(s): write one value per line, in the order of the --secret options"
         )
@@ -227,17 +215,16 @@ def connections_set(
     type_name = type_name or config.pop("type", None)
     config.pop("type", None)
     if not isinstance(type_name, str) or not type_name:
-        raise _fail("give the connection type with --type (or a `type` key in --from-file)")
+        raise error_exit("give the connection type with --type (or a `type` key in --from-file)")
     given = _parse_sets(sets or [])
     _warn_plain_secrets(type_name, given)
     config.update(given)
     config.update(_read_secrets(secrets or []))
-    remote = _remote(server)
-    if remote is not None:
-        with remote as client:
+    with remote(server) as client:
+        if client is not None:
             saved = _put_remote(client, namespace, name, type_name, config)
-    else:
-        saved = _put_local(namespace, name, type_name, config)
+        else:
+            saved = _put_local(namespace, name, type_name, config)
     if json_out:
         typer.echo(json.dumps(saved, indent=2, default=str))
         return
@@ -261,7 +248,7 @@ def _put_local(namespace: str, name: str, type_name: str, config: dict[str, Any]
     from plait.actions.connections import default_types
     from plait.errors import NotFound, PlaitError
 
-    with _services() as services:
+    with local_services() as services:
         store = services.server_store
         try:
             stored = store.unsealed_connection(namespace, name)
@@ -276,10 +263,10 @@ def _put_local(namespace: str, name: str, type_name: str, config: dict[str, Any]
                 stored.secrets if stored else None,
             )
         except PlaitError as exc:
-            raise _fail(str(exc)) from None
-        created = store.put_connection(namespace, name, type_name, public, secret, _actor())
+            raise error_exit(str(exc)) from None
+        created = store.put_connection(namespace, name, type_name, public, secret, cli_actor())
         action = "connections.create" if created else "connections.update"
-        _record(services, action, f"connections/{namespace}/{name}", {"type": type_name})
+        audit(services, action, f"connections/{namespace}/{name}", {"type": type_name})
         saved = _record_json(store.get_connection(namespace, name))
     saved["_created"] = created
     return saved
@@ -305,9 +292,8 @@ def connections_list(
 
 
 def _rows(server: str | None, namespace: str | None) -> Iterator[dict[str, Any]]:
-    remote = _remote(server)
-    if remote is not None:
-        with remote as client:
+    with remote(server) as client:
+        if client is not None:
             cursor: str | None = None
             while True:
                 params: dict[str, Any] = {"limit": 500}
@@ -319,7 +305,7 @@ def _rows(server: str | None, namespace: str | None) -> Iterator[dict[str, Any]]
                 cursor = page.get("next_cursor")
                 if not cursor:
                     return
-    with _services() as services:
+    with local_services() as services:
         cursor = None
         while True:
             found = services.server_store.list_connections(namespace, cursor=cursor, limit=500)
@@ -337,16 +323,15 @@ def connections_show(
     from plait.errors import NotFound
 
     _check_names(namespace, name)
-    remote = _remote(server)
-    if remote is not None:
-        with remote as client:
+    with remote(server) as client:
+        if client is not None:
             found = client.json("GET", _path(namespace, name))
-    else:
-        with _services() as services:
-            try:
-                found = _record_json(services.server_store.get_connection(namespace, name))
-            except NotFound as exc:
-                raise _fail(str(exc)) from None
+        else:
+            with local_services() as services:
+                try:
+                    found = _record_json(services.server_store.get_connection(namespace, name))
+                except NotFound as exc:
+                    raise error_exit(str(exc)) from None
     if json_out:
         typer.echo(json.dumps(found, indent=2, default=str))
     else:
@@ -359,17 +344,16 @@ def connections_delete(namespace: NamespaceArg, name: NameArg, server: ServerOpt
     from plait.errors import NotFound
 
     _check_names(namespace, name)
-    remote = _remote(server)
-    if remote is not None:
-        with remote as client:
+    with remote(server) as client:
+        if client is not None:
             client.request("DELETE", _path(namespace, name))
-    else:
-        with _services() as services:
-            try:
-                services.server_store.delete_connection(namespace, name)
-            except NotFound as exc:
-                raise _fail(str(exc)) from None
-            _record(services, "connections.delete", f"connections/{namespace}/{name}", {})
+        else:
+            with local_services() as services:
+                try:
+                    services.server_store.delete_connection(namespace, name)
+                except NotFound as exc:
+                    raise error_exit(str(exc)) from None
+                audit(services, "connections.delete", f"connections/{namespace}/{name}", {})
     typer.echo(f"deleted connection {namespace}/{name}")
 
 
@@ -388,12 +372,11 @@ def connections_test(
     Exit 0 when it works, 1 when it does not (the reason is printed, credentials
     masked)."""
     _check_names(namespace, name)
-    remote = _remote(server)
-    if remote is not None:
-        with remote as client:
+    with remote(server) as client:
+        if client is not None:
             result = client.json("POST", _path(namespace, name, "/test"))
-    else:
-        result = _test_local(namespace, name, timeout)
+        else:
+            result = _test_local(namespace, name, timeout)
     if json_out:
         typer.echo(json.dumps(result))
     elif result["ok"]:
@@ -409,11 +392,11 @@ def _test_local(namespace: str, name: str, timeout: float) -> dict[str, Any]:
     from plait.actions.connections import default_types
     from plait.errors import NotFound
 
-    with _services() as services:
+    with local_services() as services:
         try:
             stored = services.server_store.unsealed_connection(namespace, name)
         except NotFound as exc:
-            raise _fail(str(exc)) from None
+            raise error_exit(str(exc)) from None
         record = stored.record
         result = asyncio.run(
             check_connection(
@@ -421,7 +404,7 @@ def _test_local(namespace: str, name: str, timeout: float) -> dict[str, Any]:
             )
         )
         details = {"type": record.type, "ok": result.ok}
-        _record(services, "connections.test", f"connections/{namespace}/{name}", details)
+        audit(services, "connections.test", f"connections/{namespace}/{name}", details)
     return {"ok": result.ok, "message": result.message}
 
 
@@ -430,16 +413,15 @@ def connections_types(server: ServerOpt = None, json_out: JsonOpt = False) -> No
     """The connection types and their fields.
 
     Which fields are credentials; with --json, each type's JSON Schema."""
-    remote = _remote(server)
-    if remote is not None:
-        with remote as client:
+    with remote(server) as client:
+        if client is not None:
             listed = client.json("GET", f"{API}/connection-types")
-        items, broken = listed["items"], listed.get("unavailable", {})
-    else:
-        from plait.actions.connection_admin import describe_types
-        from plait.actions.connections import default_types
+            items, broken = listed["items"], listed.get("unavailable", {})
+        else:
+            from plait.actions.connection_admin import describe_types
+            from plait.actions.connections import default_types
 
-        items, broken = describe_types(default_types())
+            items, broken = describe_types(default_types())
     if json_out:
         typer.echo(json.dumps({"items": items, "unavailable": broken}, indent=2))
         return
@@ -483,10 +465,10 @@ def actions_show(
     try:
         registry.get_class(name)
     except UnknownAction as exc:
-        raise _fail(str(exc)) from None
+        raise error_exit(str(exc)) from None
     found = next((a for a in _describe(registry) if a["name"] == name), None)
     if found is None:  # pragma: no cover - get_class succeeded, so describe lists it
-        raise _fail(f"unknown action {name!r}")
+        raise error_exit(f"unknown action {name!r}")
     if json_out:
         typer.echo(json.dumps(found, indent=2))
         return
@@ -504,7 +486,7 @@ def _describe(registry: ActionRegistry) -> list[dict[str, Any]]:
     try:
         return registry.describe()
     except Exception as exc:
-        raise _fail(f"cannot describe the actions: {type(exc).__name__}: {exc}", 1) from None
+        raise error_exit(f"cannot describe the actions: {type(exc).__name__}: {exc}", 1) from None
 
 
 def _print_fields(title: str, schema: dict[str, Any]) -> None:

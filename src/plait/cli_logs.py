@@ -15,9 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from plait.cli_remote import ServerOpt, connected
-
-EXIT_FAILED, EXIT_USAGE = 1, 2
+from plait.cli_common import error_exit, local_store, remote
+from plait.cli_remote import ServerOpt
 
 logs_app = typer.Typer(help="Log lines across runs.", no_args_is_help=True)
 
@@ -48,13 +47,13 @@ def search(
 
     Reads the local store, or a server with --server. Secrets are masked before lines
     are stored, so they are neither found nor shown."""
-    if server:
-        given = {"q": query, "run": run, "workflow": workflow, "step": step, "since": since}
-        params = {k: v for k, v in {**given, "cursor": cursor}.items() if v is not None}
-        with connected(server) as client:
+    with remote(server) as client:
+        if client is not None:
+            given = {"q": query, "run": run, "workflow": workflow, "step": step, "since": since}
+            params = {k: v for k, v in {**given, "cursor": cursor}.items() if v is not None}
             page = client.json("GET", "/api/v1/logs", params={**params, "limit": limit})
-    else:
-        page = _local(query, run, workflow, step, since, cursor, limit)
+        else:
+            page = _local(query, run, workflow, step, since, cursor, limit)
     if json_out:
         typer.echo(json.dumps(page, indent=2, default=str))
         return
@@ -71,10 +70,7 @@ def _local(
     limit: int,
 ) -> dict[str, Any]:
     """The same page as the API's, from the store of ``$PLAIT_HOME``."""
-    from plait.errors import PlaitError
     from plait.ops import logsearch
-    from plait.settings import Settings
-    from plait.store.migrate import open_store
     from plait.store.server_logs import LogFilter, LogSearchStore
 
     try:
@@ -89,20 +85,9 @@ def _local(
             before=logsearch.parse_cursor(cursor),
         )
     except logsearch.QueryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    settings = Settings.from_env()
-    try:
-        if settings.database_url.startswith("sqlite"):
-            settings.home.mkdir(parents=True, exist_ok=True)
-        store = open_store(settings.database_url)
-        try:
-            hits = LogSearchStore(store).search_logs(query, where, limit)
-        finally:
-            store.close()
-    except PlaitError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise error_exit(str(exc)) from None
+    with local_store() as store:
+        hits = LogSearchStore(store).search_logs(query, where, limit)
     items = [
         {
             "id": h.id,

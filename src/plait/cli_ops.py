@@ -10,80 +10,33 @@ chain, values left to re-seal, a key still in use), 2 bad input.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
-import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from plait.cli_accounts import parse_duration
+from plait.cli_common import (
+    EXIT_PROBLEM,
+    JsonOpt,
+    audit,
+    check_namespace,
+    cli_actor,
+    error_exit,
+    local_services,
+)
 
 if TYPE_CHECKING:
     from plait.security.audit import AuditEntry, VerifyReport
     from plait.server.services import Services
     from plait.store.rekey import ResealReport
 
-log = logging.getLogger(__name__)
-
-EXIT_PROBLEM, EXIT_USAGE = 1, 2
 PENDING_FILE = "rotation.pending"
 
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Encrypted secrets and their keys.", no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output.")]
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _services() -> Iterator[Services]:
-    from plait.errors import PlaitError
-    from plait.server.compose import build_services
-    from plait.settings import Settings
-
-    try:
-        services = build_services(Settings.from_env())
-    except PlaitError as exc:
-        raise _fail(str(exc), EXIT_PROBLEM) from None
-    try:
-        yield services
-    finally:
-        services.store.close()
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _record(services: Services, action: str, resource: str, details: dict[str, Any]) -> None:
-    """An audit entry for an operation done from the command line (best effort: the
-    operation already happened, so a failure to record it is logged, not raised)."""
-    from plait.errors import PlaitError
-    from plait.security.audit import AuditEvent
-
-    event = AuditEvent(
-        at=services.clock(),
-        actor=_actor(),
-        action=action,
-        resource=resource,
-        outcome="success",
-        details=details,
-    )
-    try:
-        services.accounts.append_audit(event)
-    except PlaitError as exc:
-        log.warning("could not record %s in the audit log: %s", action, exc)
 
 
 # -- audit ------------------------------------------------------------------------------
@@ -106,7 +59,7 @@ def _parse_head(head: str | None) -> tuple[int, str] | None:
         return None
     seq, sep, digest = head.partition(":")
     if not sep or not seq.isdigit() or len(digest) != 64:
-        raise _fail(f"--head {head!r}: write it as SEQ:HASH (as `verify --json` prints)")
+        raise error_exit(f"--head {head!r}: write it as SEQ:HASH (as `verify --json` prints)")
     return int(seq), digest
 
 
@@ -141,7 +94,7 @@ def audit_verify(
     from plait.security.audit import verify_chain
 
     known = _parse_head(head)
-    with _services() as services:
+    with local_services() as services:
         accounts = services.accounts
         report = verify_chain(accounts.export_audit(), accounts.audit_key, head=known)
     if json_out:
@@ -206,9 +159,9 @@ def audit_export(
         start = None if since is None else parse_time(since, now)
         end = None if until is None else parse_time(until, now)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise error_exit(str(exc)) from None
     count = 0
-    with _services() as services:
+    with local_services() as services:
         for entry in services.accounts.export_audit():
             if (start is not None and entry.at < start) or (end is not None and entry.at >= end):
                 continue
@@ -220,18 +173,18 @@ def audit_export(
 
 # -- secrets ----------------------------------------------------------------------------
 def _check_names(namespace: str, name: str | None = None) -> None:
-    from plait.server.routes.secrets import NAME, NAMESPACE
-    from plait.store.server_records import GLOBAL_NAMESPACE
+    from plait.server.routes.secrets import NAME
 
-    if namespace != GLOBAL_NAMESPACE and not NAMESPACE.match(namespace):
-        raise _fail(f"{namespace!r} is not a namespace (lower-case letters, digits, - and _)")
+    check_namespace(namespace)
     if name is not None and not NAME.match(name):
-        raise _fail(f"{name!r} is not a secret name (letters, digits and _, not first a digit)")
+        raise error_exit(
+            f"{name!r} is not a secret name (letters, digits and _, not first a digit)"
+        )
 
 
 def _read_value(value: str | None, from_stdin: bool) -> str:
     if value is not None and from_stdin:
-        raise _fail("--value and --value-stdin exclude each other")
+        raise error_exit("--value and --value-stdin exclude each other")
     if value is not None:
         typer.echo(
             "warning: a value given with --value lands in shell history and is visible to "
@@ -243,7 +196,7 @@ def _read_value(value: str | None, from_stdin: bool) -> str:
         text = sys.stdin.read()
         return text[:-1] if text.endswith("\n") else text
     if not sys.stdin.isatty():
-        raise _fail("no terminal to prompt on: pass the value with --value-stdin")
+        raise error_exit("no terminal to prompt on: pass the value with --value-stdin")
     return str(typer.prompt("Value", hide_input=True, confirmation_prompt=True))
 
 
@@ -265,13 +218,13 @@ def secrets_set(
     _check_names(namespace, name)
     secret = _read_value(value, value_stdin)
     if not secret:
-        raise _fail("the value is empty")
+        raise error_exit("the value is empty")
     if len(secret.encode()) > MAX_VALUE:
-        raise _fail(f"the value is larger than {MAX_VALUE} bytes")
-    with _services() as services:
-        created = services.server_store.put_secret(namespace, name, secret, _actor())
+        raise error_exit(f"the value is larger than {MAX_VALUE} bytes")
+    with local_services() as services:
+        created = services.server_store.put_secret(namespace, name, secret, cli_actor())
         action = "secrets.create" if created else "secrets.update"
-        _record(services, action, f"secrets/{namespace}/{name}", {})
+        audit(services, action, f"secrets/{namespace}/{name}", {})
     typer.echo(f"{'created' if created else 'updated'} secret {namespace}/{name}")
 
 
@@ -281,7 +234,7 @@ def secrets_list(
     json_out: JsonOpt = False,
 ) -> None:
     """Secret names and metadata (never values)."""
-    with _services() as services:
+    with local_services() as services:
         rows = list(_secret_rows(services, namespace))
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
@@ -315,12 +268,12 @@ def secrets_delete(namespace: str, name: str) -> None:
     """Delete a secret. Exit 2 if there is none."""
     from plait.errors import NotFound
 
-    with _services() as services:
+    with local_services() as services:
         try:
             services.server_store.delete_secret(namespace, name)
         except NotFound as exc:
-            raise _fail(str(exc)) from None
-        _record(services, "secrets.delete", f"secrets/{namespace}/{name}", {})
+            raise error_exit(str(exc)) from None
+        audit(services, "secrets.delete", f"secrets/{namespace}/{name}", {})
     typer.echo(f"deleted secret {namespace}/{name}")
 
 
@@ -329,7 +282,7 @@ def secrets_keys(json_out: JsonOpt = False) -> None:
     """The key ids of the keyring, which one seals, and how many values each seals."""
     from plait.store.rekey import key_usage
 
-    with _services() as services:
+    with local_services() as services:
         keyring = services.keyring
         usage = key_usage(services.store, keyring)
     totals: dict[str, int] = {}
@@ -373,11 +326,11 @@ def _start_rotation(services: Services, reseal_only: bool) -> str:
     if pending.exists() and pending.read_text().strip() == keyring.current_key_id:
         return f"continuing the rotation to key {keyring.current_key_id}"
     if keyring.from_env:
-        raise _fail(ENV_ROTATION_HELP)
+        raise error_exit(ENV_ROTATION_HELP)
     try:
         new_id = keyring.rotate()
     except PlaitError as exc:
-        raise _fail(str(exc), EXIT_PROBLEM) from None
+        raise error_exit(str(exc), EXIT_PROBLEM) from None
     pending.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     pending.write_text(new_id + "\n")
     return f"added key {new_id} to {keyring.path}; it seals from now on"
@@ -428,7 +381,7 @@ def secrets_rotate_key(
     Re-running continues an interrupted rotation. Exit 1 if values are left."""
     from plait.store.rekey import RekeyError, reseal, retire_old_keys
 
-    with _services() as services:
+    with local_services() as services:
         started = _start_rotation(services, reseal_only)
         typer.echo(started, err=True)
         report = reseal(services.store, services.keyring)
@@ -440,9 +393,9 @@ def secrets_rotate_key(
             try:
                 retired = retire_old_keys(services.store, services.keyring)
             except RekeyError as exc:
-                raise _fail(str(exc), EXIT_PROBLEM) from None
+                raise error_exit(str(exc), EXIT_PROBLEM) from None
         details = {"key_id": report.key_id, "resealed": report.resealed, "retired": retired}
-        _record(services, "secrets.rotate-key", "keys", details)
+        audit(services, "secrets.rotate-key", "keys", details)
     if json_out:
         typer.echo(json.dumps(_reseal_json(report, retired)))
     else:
@@ -470,15 +423,15 @@ def runs_redact(
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
-    with _services() as services:
+        raise error_exit(str(exc)) from None
+    with local_services() as services:
         policy = RedactPolicy(cutoff=services.clock() - age, workflow=workflow)
         if dry_run:
             counts = count_eligible(services.store, policy).as_dict()
         else:
             counts = redact(services.store, policy).as_dict()
             details: dict[str, Any] = {"older_than": older_than, "workflow": workflow, **counts}
-            _record(services, "runs.redact", "runs", details)
+            audit(services, "runs.redact", "runs", details)
     if json_out:
         typer.echo(json.dumps({"dry_run": dry_run, **counts}))
         return
@@ -518,7 +471,7 @@ def doctor(
             min_free_bytes=parse_size(min_free), schedule_grace=parse_duration(schedule_grace)
         )
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise error_exit(str(exc)) from None
     findings = diagnose(Settings.from_env(), options=options)
     failed = any(f.status == "fail" for f in findings)
     if json_out:

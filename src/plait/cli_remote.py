@@ -10,7 +10,6 @@ the server's message, never as a traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from plait.cli_common import echo_json, server_option
 
 if TYPE_CHECKING:
     from plait.client import Client, ClientError
@@ -29,13 +30,7 @@ _BAD_INPUT = frozenset({400, 404, 413, 422})
 _ENDED = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 
 ServerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        envvar="PLAIT_SERVER",
-        show_envvar=True,
-        help="The Plait server's URL (e.g. http://127.0.0.1:8080).",
-    ),
+    str | None, server_option("The Plait server's URL (e.g. http://127.0.0.1:8080).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 CommentOpt = Annotated[str, typer.Option("--comment", "-m", help="Why; kept with the decision.")]
@@ -72,10 +67,6 @@ def connected(server: str | None) -> Iterator[Client]:
     except ClientError as exc:
         report(exc)
         raise typer.Exit(exit_for(exc)) from None
-
-
-def _echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
 
 
 def result_of(run: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +167,7 @@ def deploy(
             if not json_out:
                 typer.echo(_deployed_line(results[-1]))
     if json_out:
-        _echo_json(results)
+        echo_json(results)
     raise typer.Exit(code)
 
 
@@ -220,7 +211,7 @@ def trigger(
         print(f"run {run['id']}", file=out, flush=True)
         if not wait:
             if json_out:
-                _echo_json(result_of(run))
+                echo_json(result_of(run))
             return
         if not json_out:
             _stream(client, run["id"], None, typer.echo)
@@ -240,7 +231,7 @@ def _wait_ended(client: Client, run_id: str) -> dict[str, Any]:
 
 def _finish(run: dict[str, Any], json_out: bool) -> None:
     if json_out:
-        _echo_json(result_of(run))
+        echo_json(result_of(run))
     else:
         typer.echo(
             f"run {run['id']} {run['status']}"
@@ -268,7 +259,7 @@ def _decide(approve: bool) -> Callable[..., None]:
             with connected(server) as client:
                 run = client.decide(run_id, step, approve, comment)
         if json_out:
-            _echo_json(run)
+            echo_json(run)
         else:
             typer.echo(f"{step} {verb}; run {run_id} is {run['status']}")
 
@@ -339,7 +330,7 @@ def runs_list(
         page = client.runs(workflow=workflow, status=status, namespace=namespace, limit=limit)
     items = page["items"]
     if json_out:
-        _echo_json(items)
+        echo_json(items)
         return
     from rich.console import Console
     from rich.table import Table
@@ -355,7 +346,7 @@ def runs_show(server: str, run_id: str, json_out: bool) -> None:
     with connected(server) as client:
         run = client.run(run_id)
     if json_out:
-        _echo_json(result_of(run))
+        echo_json(result_of(run))
         return
     typer.echo(f"run {run['id']} {run['workflow']} v{run.get('version')} {run['status']}")
     for s in run["steps"]:
@@ -415,7 +406,7 @@ def runs_cancel(
     with connected(server) as client:
         run = client.cancel(run_id)
     if json_out:
-        _echo_json(run)
+        echo_json(run)
     else:
         typer.echo(f"run {run_id} {'cancelled' if run['status'] in _ENDED else 'cancelling'}")
 
@@ -438,7 +429,7 @@ def runs_retry(
         run = client.retry(run_id, "current" if current else "original")
         if not wait:
             if json_out:
-                _echo_json(result_of(run))
+                echo_json(result_of(run))
             else:
                 typer.echo(f"run {run_id} retried (attempt {run['attempt']})")
             return

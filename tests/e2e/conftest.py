@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.serve_support import ROOT, Serve, free_port, serve_env
+
+if TYPE_CHECKING:
+    from tests.server.conftest import LiveServer
+
 EXAMPLES = ROOT / "examples"
 
 
@@ -43,3 +48,49 @@ def plait(plait_env: dict[str, str], tmp_path: Path) -> Plait:
         )
 
     return run
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    """The real ``plait serve`` in ``tmp_path/home`` (not started yet), stopped after."""
+    server = Serve(serve_env(tmp_path / "home"), free_port(), tmp_path / "serve.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, one per test module (the browser tests
+    skip themselves when Playwright is missing)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.ui_support import launch
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server in this process (API, worker and scheduler on SQLite in ``tmp_path/srv``)
+    for the command to talk to; stopped after."""
+    from tests.server.conftest import start_server
+
+    server, runner = start_server(tmp_path / "srv", f"sqlite:///{tmp_path / 'srv' / 'p.db'}")
+    try:
+        yield server
+    finally:
+        runner.stop()
+        server.services.store.close()
+
+
+@pytest.fixture
+def remote(live: LiveServer, plait_env: dict[str, str]) -> LiveServer:
+    """``live``, named to the command by PLAIT_SERVER and PLAIT_TOKEN."""
+    plait_env["PLAIT_SERVER"] = live.url
+    plait_env["PLAIT_TOKEN"] = live.token
+    return live

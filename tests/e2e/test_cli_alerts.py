@@ -4,18 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.server.conftest import LiveServer, start_server
+from tests.server.conftest import LiveServer
 from tests.server.test_alerts import Receiver
 
 from .conftest import Plait
-from .test_serve_durability import PASSWORD, Serve, _port, _wait_run
+from .serve_support import Serve, wait_run
 
 RULES = """\
 deploy-failures:
@@ -29,18 +25,6 @@ slow-runs:
   threshold: 30m
   severity: info
 """
-
-
-@pytest.fixture
-def remote(tmp_path: Path, plait_env: dict[str, str]) -> Iterator[LiveServer]:
-    live, runner = start_server(tmp_path / "srv", f"sqlite:///{tmp_path / 'srv' / 'p.db'}")
-    plait_env["PLAIT_SERVER"] = live.url
-    plait_env["PLAIT_TOKEN"] = live.token
-    try:
-        yield live
-    finally:
-        runner.stop()
-        live.services.store.close()
 
 
 def test_rules_on_a_server(remote: LiveServer, plait: Plait, tmp_path: Path) -> None:
@@ -98,7 +82,7 @@ def test_rules_on_the_local_store(plait: Plait, tmp_path: Path) -> None:
 
 
 def test_plait_serve_applies_alerts_yaml_and_notifies_once(
-    tmp_path: Path, plait: Plait, plait_env: dict[str, str]
+    serve: Serve, tmp_path: Path, plait: Plait, plait_env: dict[str, str]
 ) -> None:
     receiver = Receiver()
     home = tmp_path / "home"
@@ -106,15 +90,7 @@ def test_plait_serve_applies_alerts_yaml_and_notifies_once(
     (home / "alerts.yaml").write_text(
         "failing:\n  kind: failure_rate\n  threshold: 10%\n  channels: [ops]\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAIT_")}
-    env.update(
-        PLAIT_HOME=str(home),
-        PLAIT_ADMIN_USER="admin",
-        PLAIT_ADMIN_PASSWORD=PASSWORD,
-        PLAIT_ALERT_INTERVAL="0.5",
-        PLAIT_CHANNEL_OPS=receiver.url,
-    )
-    serve = Serve(env, _port())
+    serve.env.update(PLAIT_ALERT_INTERVAL="0.5", PLAIT_CHANNEL_OPS=receiver.url)
     try:
         serve.start()
         with serve.client() as c:
@@ -124,7 +100,7 @@ def test_plait_serve_applies_alerts_yaml_and_notifies_once(
             )
             assert r.status_code == 201, r.text
             run_id = c.post("/api/v1/workflows/broken/runs", json={"inputs": {}}).json()["id"]
-            assert _wait_run(c, run_id)["status"] == "failed"
+            assert wait_run(c, run_id)["status"] == "failed"
             [fired] = receiver.wait("failing", 1)
             time.sleep(2.0)  # four more passes
             assert len(receiver.of("failing")) == 1

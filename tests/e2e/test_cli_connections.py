@@ -6,12 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.server.conftest import LiveServer, start_server
+from tests.server.conftest import LiveServer
 
 from .conftest import ROOT, Plait
 
@@ -159,16 +156,6 @@ def test_help_names_every_command(plait: Plait) -> None:
         assert command in top
     assert "--secret" in plait("connections", "set", "--help").stdout
     assert "show" in plait("actions", "--help").stdout
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
-    server, runner = start_server(tmp_path / "srv", f"sqlite:///{tmp_path / 'srv' / 'p.db'}")
-    try:
-        yield server
-    finally:
-        runner.stop()
-        server.services.store.close()
 
 
 def test_connections_on_a_server(live: LiveServer, plait: Plait, plait_env: dict[str, str]) -> None:

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from plait.ops.tracing import trace_hex
-from tests.server.conftest import LiveServer, start_server
+from tests.server.conftest import LiveServer
 from tests.server.test_runs import ENDED, deploy, start, wait_for
 
 from .conftest import Plait
@@ -55,16 +52,6 @@ def test_logs_search_on_the_local_store(plait: Plait, tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "not closed" in bad.stderr
     assert "Traceback" not in bad.stderr
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
-    server, runner = start_server(tmp_path / "srv", f"sqlite:///{tmp_path / 'srv' / 'p.db'}")
-    try:
-        yield server
-    finally:
-        runner.stop()
-        server.services.store.close()
 
 
 def test_logs_search_on_a_server(live: LiveServer, plait: Plait, plait_env: dict[str, str]) -> None:

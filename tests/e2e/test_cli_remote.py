@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import ADMIN_PASSWORD, ADMIN_USER, LiveServer, start_server
+from tests.server.conftest import ADMIN_PASSWORD, ADMIN_USER, LiveServer
 from tests.server.test_runs import ENDED, deploy, wait_for
 
 from .conftest import Plait
@@ -23,23 +22,6 @@ steps:
     run: echo n=${{ inputs.n }}
 """
 BAD = "name: bad\nsteps:\n  - id: boom\n    run: exit 4\n"
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
-    server, runner = start_server(tmp_path / "srv", f"sqlite:///{tmp_path / 'srv' / 'p.db'}")
-    try:
-        yield server
-    finally:
-        runner.stop()
-        server.services.store.close()
-
-
-@pytest.fixture
-def remote(live: LiveServer, plait_env: dict[str, str]) -> LiveServer:
-    plait_env["PLAIT_SERVER"] = live.url
-    plait_env["PLAIT_TOKEN"] = live.token
-    return live
 
 
 def _has_deploy_route(live: LiveServer) -> bool:

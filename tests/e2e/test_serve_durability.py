@@ -4,102 +4,12 @@ is lost or doubled."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import pytest
-
-from .conftest import ROOT
-
-PASSWORD = "correct-horse-battery-staple"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Serve:
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.env, self.port = env, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plait.cli", "serve", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
-            time.sleep(0.1)
-        raise AssertionError("plait serve did not come up")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def client(self) -> httpx.Client:
-        r = httpx.post(
-            f"{self.url}/api/v1/auth/token",
-            data={"username": "admin", "password": PASSWORD},
-            timeout=10,
-        )
-        assert r.status_code == 200, r.text
-        token = r.json()["access_token"]
-        return httpx.Client(
-            base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
-        )
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAIT_")}
-    env.update(
-        PLAIT_HOME=str(tmp_path / "home"), PLAIT_ADMIN_USER="admin", PLAIT_ADMIN_PASSWORD=PASSWORD
-    )
-    server = Serve(env, _port())
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def _wait_run(client: httpx.Client, run_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = client.get(f"/api/v1/runs/{run_id}").json()
-        if run["status"] in ("succeeded", "failed", "cancelled", "timed_out"):
-            return dict(run)
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not end")
+from .serve_support import ROOT, Serve, wait_run
 
 
 def test_kill_serve_mid_run_then_restart(serve: Serve, tmp_path: Path) -> None:
@@ -133,7 +43,7 @@ steps:
     serve.kill()
     serve.start()
     with serve.client() as c:
-        run = _wait_run(c, run_id, timeout=90)  # the old lease (30 s) must expire first
+        run = wait_run(c, run_id, timeout=90)  # the old lease (30 s) must expire first
     assert run["status"] == "succeeded", run
     assert (marks / "first").read_text().split() == ["1"]
     assert (marks / "slow").read_text().split() == ["1", "2"]
@@ -180,32 +90,7 @@ def test_serve_deploys_examples_and_runs_them(serve: Serve, tmp_path: Path) -> N
     example through the API and the remote CLI."""
     serve.env["PLAIT_EXAMPLES"] = str(ROOT / "examples")
     serve.env["PLAIT_DEMO_DIR"] = str(tmp_path / "demo")
-    assert serve.proc is None
-    serve.proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "plait.cli",
-            "serve",
-            "--port",
-            str(serve.port),
-            "--deploy",
-            str(ROOT / "examples"),
-        ],
-        cwd=tmp_path,
-        env=serve.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{serve.url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    serve.start("--deploy", str(ROOT / "examples"), cwd=tmp_path)
     with serve.client() as c:
         names = {w["name"] for w in c.get("/api/v1/workflows").json()["items"]}
         token = c.headers["Authorization"].split()[1]

@@ -50,25 +50,10 @@ def _api(base: str, method: str, path: str, body: Any = None, ctype: str = "") -
     return ui.call(base, method, path, body, ctype)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = ui.launch(p)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser: Any, server: str) -> Iterator[Any]:
-    SHOTS.mkdir(exist_ok=True)
-    context = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(15000)
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(str(e)))
-    yield pg
-    context.close()
+    with ui.new_page(browser, server, SHOTS) as (pg, problems):
+        yield pg
     assert problems == [], f"console errors: {problems}"
 
 

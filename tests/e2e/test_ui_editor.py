@@ -39,25 +39,10 @@ def server(home: Path) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = ui.launch(p)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser: Any, server: str) -> Iterator[Any]:
-    SHOTS.mkdir(exist_ok=True)
-    context = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(15000)
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(str(e)))
-    yield pg
-    context.close()
+    with ui.new_page(browser, server, SHOTS) as (pg, problems):
+        yield pg
     # a wrong code (400) or a login still missing its second factor (401) is logged by
     # the browser as a failed resource: the tests provoke them, the app shows them
     expected = re.compile(r"^Failed to load resource: .* status of 40[01] ")

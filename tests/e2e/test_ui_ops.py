@@ -66,14 +66,6 @@ def server(home: Path) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = ui.launch(p)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def expected_errors() -> list[re.Pattern[str]]:
     """Console errors a test provokes on purpose (a 422 the page explains)."""
@@ -82,15 +74,9 @@ def expected_errors() -> list[re.Pattern[str]]:
 
 @pytest.fixture
 def page(browser: Any, server: str, expected_errors: list[re.Pattern[str]]) -> Iterator[Any]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(base_url=server, viewport={"width": 1360, "height": 860})
-    pg = context.new_page()
-    pg.set_default_timeout(20000)
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(str(e)))
-    yield pg
-    context.close()
+    opened = ui.new_page(browser, server, SHOTS, width=1360, height=860, wait_ms=20000)
+    with opened as (pg, problems):
+        yield pg
     unexpected = [p for p in problems if not any(e.search(p) for e in expected_errors)]
     assert unexpected == [], f"console errors: {problems}"
 

@@ -191,6 +191,30 @@ def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+@contextlib.contextmanager
+def new_page(
+    browser: Any,
+    base: str,
+    shots: Path,
+    *,
+    width: int = 1400,
+    height: int = 1000,
+    wait_ms: int = 15000,
+) -> Iterator[tuple[Any, list[str]]]:
+    """A page in a fresh browser context on ``base`` (``shots``, the folder for its
+    screenshots, made if missing); yields it with the console errors it logs, which the
+    caller checks once the context is closed."""
+    shots.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(base_url=base, viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(wait_ms)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    yield page, problems
+    context.close()
+
+
 def login(page: Any, path: str = "/", user: str = USER, password: str = PASSWORD) -> None:
     page.goto(path)
     page.get_by_label("User name").fill(user)

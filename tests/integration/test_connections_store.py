@@ -3,9 +3,6 @@ namespace then the global one, and re-sealed by a key rotation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
@@ -16,28 +13,8 @@ from plait.store.migrate import open_store
 from plait.store.rekey import key_usage, reseal
 from plait.store.server import ServerStore
 from plait.store.server_connections import StoreConnections
-from plait.store.tables import metadata
 
 PASSWORD = "hunter2-but-longer-0451"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/plait.db"
-        return
-    pg: str = request.getfixturevalue("postgres_url")
-    store = open_store(pg)
-    names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-    store.close()
-    yield pg
-
-
-@pytest.fixture
-def keyring(tmp_path: Path) -> Keyring:
-    return Keyring.load_or_create(tmp_path / "home", environ={})
 
 
 def _put(store: ServerStore, namespace: str, name: str, user: str, password: str) -> bool:

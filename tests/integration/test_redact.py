@@ -23,25 +23,10 @@ from plait.store.base import LogLine
 from plait.store.migrate import open_store
 from plait.store.redact import REDACTED, RedactPolicy, count_eligible, redact
 from plait.store.sql import SqlStore
-from plait.store.tables import metadata
 
 DAY = 86400.0
 NOW = 1_000 * DAY
 PLANTED = "PLANTED-c4n4ry-9f3e"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/plait.db"
-        return
-    pg: str = request.getfixturevalue("postgres_url")
-    store = open_store(pg)
-    names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-    store.close()
-    yield pg
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ readable, an interrupted rotation continues, and old keys retire only when unuse
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +16,8 @@ from plait.store.migrate import open_store
 from plait.store.rekey import RekeyError, ReloadingKeyring, key_usage, reseal, retire_old_keys
 from plait.store.server import ServerStore
 from plait.store.sql import SqlStore
-from plait.store.tables import metadata
 
 RUNS = 7  # more than one batch of 3
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/plait.db"
-        return
-    pg: str = request.getfixturevalue("postgres_url")
-    store = open_store(pg)
-    names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-    store.close()
-    yield pg
-
-
-@pytest.fixture
-def keyring(tmp_path: Path) -> Keyring:
-    return Keyring.load_or_create(tmp_path / "home", environ={})
 
 
 def fill(store: SqlStore) -> None:

@@ -24,9 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
+from plait.ops.alert_rules import KIND_FIELDS, parse_rule
 from plait.ops.alert_service import AlertService, PassReport
+from plait.ops.alerts import Observation, Rule, evaluate
 from plait.server.compose import build_services
 from plait.settings import Settings
+from plait.store.server import ServerStore
 
 from .conftest import LiveServer, _drop, _postgres_database, free_port, start_server
 from .test_runs import ENDED, deploy, start, wait_for
@@ -546,3 +549,77 @@ def test_alerts_yaml_is_applied_when_it_changes(fresh: LiveServer) -> None:
         path.unlink(missing_ok=True)
         tick(service, time.time())
     assert "other-file-rule" not in [r.name for r in fresh.services.server_store.list_alert_rules()]
+
+
+def _hold(store: ServerStore, rule: Rule, keys: list[str], now: float) -> None:
+    """One evaluation of ``rule`` seeing ``keys`` over its threshold (and no other)."""
+    seen = [Observation(k, 600.0, f"{k}: silent") for k in keys]
+    for change in evaluate(rule, seen, store.alert_states(rule.name), now):
+        assert store.apply_alert(change, [], now)
+
+
+def test_alerts_are_paged_with_a_cursor(fresh: LiveServer) -> None:
+    store = fresh.services.server_store
+    specs = {
+        "paged-fires": {"kind": "worker_silent", "threshold": "1m"},
+        "paged-waits": {"kind": "worker_silent", "threshold": "1m", "for": "1h"},
+    }
+    for name, spec in specs.items():
+        put_rule(fresh, name, spec)
+    fires, waits = (parse_rule(name, spec) for name, spec in specs.items())
+    now = time.time()
+    _hold(store, fires, [f"w{i}" for i in range(5)], now - 100)  # five fire at once
+    _hold(store, fires, ["w3", "w4"], now - 50)  # three resolve at once
+    _hold(store, waits, ["p0", "p1"], now - 10)  # two pending (for: 1h)
+    with fresh.client() as c:
+
+        def pages(**params: Any) -> list[dict[str, Any]]:
+            found, cursor = [], None
+            while True:
+                at = {"cursor": cursor} if cursor else {}
+                r = c.get("/api/v1/alerts", params={**params, **at})
+                assert r.status_code == 200, r.text
+                body = r.json()
+                assert len(body["items"]) <= params.get("limit", 100)
+                found.append(body["items"])
+                cursor = body["next_cursor"]
+                if cursor is None:
+                    return found
+
+        whole = c.get("/api/v1/alerts", params={"limit": 500}).json()
+        paged = pages(limit=2)
+        fired = pages(rule="paged-fires", limit=2)
+        resolved = pages(rule="paged-fires", state="resolved", limit=2)
+        bad = c.get("/api/v1/alerts", params={"cursor": "not-a-cursor"})
+    assert whole["next_cursor"] is None
+    assert [a for page in paged for a in page] == whole["items"]  # nothing lost or doubled
+    mine = [
+        (a["state"], a["key"])
+        for a in whole["items"]
+        if a["rule"] in specs  # the rest: alerts of the other tests on this server
+    ]
+    assert mine == [
+        ("pending", "p0"),
+        ("pending", "p1"),
+        ("firing", "w4"),  # the same start: the later alert first
+        ("firing", "w3"),
+        ("resolved", "w2"),
+        ("resolved", "w1"),
+        ("resolved", "w0"),
+    ]
+    assert [[a["key"] for a in page] for page in fired] == [["w4", "w3"], ["w2", "w1"], ["w0"]]
+    assert [[a["key"] for a in page] for page in resolved] == [["w2", "w1"], ["w0"]]
+    assert bad.status_code == 400
+    assert "invalid cursor" in bad.json()["error"]["message"]
+
+
+def test_the_rule_routes_describe_every_kind_and_its_fields(fresh: LiveServer) -> None:
+    with fresh.client() as c:
+        paths = c.get("/api/v1/openapi.json").json()["paths"]
+    listed = {p["name"] for p in paths["/api/v1/alerts"]["get"]["parameters"]}
+    assert {"cursor", "limit"} <= listed
+    for method, path in (("get", "/alerts/rules"), ("put", "/alerts/rules/{name}")):
+        text = paths[f"/api/v1{path}"][method]["description"]
+        for kind, fields in KIND_FIELDS.items():
+            line = next(x for x in text.splitlines() if x.startswith(f"- `{kind}`:"))
+            assert all(f"`{f}`" in line for f in fields), (kind, line)

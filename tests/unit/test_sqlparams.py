@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from plait.actions.sql import _declarable, _names, json_value
+from plait.actions.sql_drivers import _declarable, _names, json_value
 from plait.actions.sqlparams import ParamError, Translated, bind, translate
 
 

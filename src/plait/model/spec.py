@@ -2,7 +2,9 @@
 
 These models check the shape of a workflow — keys, types, durations, cron syntax, one
 kind per step — and nothing that needs the whole document (ids, ``needs``, expression
-references): that is :mod:`plait.model.compile`'s job. Unknown keys are errors.
+references): that is :mod:`plait.model.compile`'s job. Unknown keys are errors. The
+``triggers:`` models are in :mod:`plait.model.triggers`, the value types both share
+(durations, text) in :mod:`plait.model.fields`.
 
 :func:`describe_errors` turns pydantic's errors into messages that name the field
 (``steps[2].timeout: '5 minutes' is not a duration …``) with the path of the value, so
@@ -17,21 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    StrictInt,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, Field, StrictInt, WithJsonSchema, model_validator
 
-from plait.model.durations import parse_duration
+from plait.model.fields import Count, Duration, Positive, SpecModel, Text, shape_error
+from plait.model.triggers import TriggerSpec
+
+# The trigger models live in plait.model.triggers; names imported from here stay working.
+from plait.model.triggers import cron_problem as cron_problem
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 STEP_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
@@ -70,51 +64,7 @@ def type_matches(type_: str, value: Any) -> bool:
     return isinstance(value, list | tuple)
 
 
-# --- value types ----------------------------------------------------------------------
-
-
-def _duration(value: Any) -> Any:
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration (write it like 500ms, 30s, 5m or 1h30m)")
-    return parse_duration(value)
-
-
-def _seconds_out(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
-
-
-_DURATION_SCHEMA: dict[str, Any] = {
-    "anyOf": [
-        {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*)+$"},
-    ],
-    "description": "seconds, or text like 500ms, 30s, 5m, 1h30m",
-}
-
-#: A duration in seconds; accepts ``500ms``, ``30s``, ``5m``, ``1h30m`` or a number.
-Duration = Annotated[
-    float,
-    BeforeValidator(_duration),
-    PlainSerializer(_seconds_out),
-    WithJsonSchema(_DURATION_SCHEMA),
-]
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
-
-
-#: A string; numbers and booleans (``PORT: 8080``, ``DEBUG: true``) are stringified.
-Text = Annotated[
-    str, BeforeValidator(_text), WithJsonSchema({"type": ["string", "number", "boolean"]})
-]
 StepId = Annotated[str, Field(pattern=STEP_ID_PATTERN)]
-Count = Annotated[StrictInt, Field(ge=0)]
-Positive = Annotated[StrictInt, Field(ge=1)]
 
 # --- routing: which workers may run a step ------------------------------------------------
 
@@ -177,21 +127,10 @@ Priority = Annotated[
 #: ``runs_on``: the tags (name → value) a worker must have to run the step.
 RunsOn = Annotated[dict[TagName, TagValue], Field(max_length=20)]
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", validate_by_name=True, validate_by_alias=True, frozen=True
-    )
-
-
-def _shape_error(message: str) -> PydanticCustomError:
-    return PydanticCustomError("shape", message)
-
-
 # --- steps ----------------------------------------------------------------------------
 
 
-class RetrySpec(_Model):
+class RetrySpec(SpecModel):
     """A retry policy; ``max`` counts retries (``max: 2`` allows three attempts)."""
 
     max: Count = 3
@@ -211,7 +150,7 @@ def slugify(name: str) -> str:
     return slug.lstrip("-")
 
 
-class StepSpec(_Model):
+class StepSpec(SpecModel):
     """One step: an action (``uses`` or ``run``) or a ``parallel``/``sequence`` group."""
 
     id: StepId | None = None
@@ -247,7 +186,7 @@ class StepSpec(_Model):
     def _check_shape(self) -> StepSpec:
         problems = shape_problems(self)
         if problems:
-            raise _shape_error("; ".join(problems))
+            raise shape_error("; ".join(problems))
         return self
 
     @property
@@ -295,7 +234,7 @@ def shape_problems(step: StepSpec) -> list[str]:
 # --- workflow ---------------------------------------------------------------------------
 
 
-class InputSpec(_Model):
+class InputSpec(SpecModel):
     """A declared workflow input."""
 
     type: InputType = "string"
@@ -310,16 +249,16 @@ class InputSpec(_Model):
         want = TYPE_WORDS[self.type]
         for value in self.enum or []:
             if not type_matches(self.type, value):
-                raise _shape_error(f"enum value {value!r} is not {want}")
+                raise shape_error(f"enum value {value!r} is not {want}")
         if "default" in self.model_fields_set and self.default is not None:
             if not type_matches(self.type, self.default):
-                raise _shape_error(f"default {self.default!r} is not {want}")
+                raise shape_error(f"default {self.default!r} is not {want}")
             if self.enum is not None and self.default not in self.enum:
-                raise _shape_error(f"default {self.default!r} is not one of the enum values")
+                raise shape_error(f"default {self.default!r} is not one of the enum values")
         return self
 
 
-class DefaultsSpec(_Model):
+class DefaultsSpec(SpecModel):
     """Settings every step inherits unless it (or its group) says otherwise."""
 
     timeout: Duration | None = None
@@ -331,234 +270,17 @@ class DefaultsSpec(_Model):
     priority: Priority | None = None
 
 
-class ConcurrencySpec(_Model):
+class ConcurrencySpec(SpecModel):
     key: str | None = None
     limit: Positive = 1
     on_conflict: Literal["queue", "cancel_running", "skip"] = "queue"
-
-
-class ManualTrigger(_Model):
-    pass
-
-
-class ScheduleTrigger(_Model):
-    cron: str
-    timezone: str = "UTC"
-    catch_up: Literal["none", "latest", "all"] = "latest"
-    max_catch_up: Count | None = None
-    inputs: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("cron")
-    @classmethod
-    def _check_cron(cls, value: str) -> str:
-        reason = cron_problem(value)
-        if reason:
-            raise ValueError(reason)
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (use a name like Europe/Berlin)"
-            ) from None
-        return value
-
-
-def cron_problem(expression: str) -> str | None:
-    """Why ``expression`` is not a valid cron expression, or None when it is."""
-    fields = expression.split()
-    if len(fields) not in (5, 6):
-        return f"{expression!r} is not a cron expression (it needs 5 fields, like '0 2 * * *')"
-    try:
-        from croniter import croniter
-    except ImportError:  # pragma: no cover - croniter ships with the server extra
-        return None
-    if not croniter.is_valid(expression):
-        return f"{expression!r} is not a valid cron expression"
-    return None
-
-
-class WebhookTrigger(_Model):
-    secret: str | None = None
-    require_timestamp: bool = False
-
-
-class EventTrigger(_Model):
-    type: str
-    workflow: str | None = None
-    if_: str | None = Field(None, alias="if")
-
-
-# Broker triggers (rabbitmq, redis_stream, nats, mqtt): a run per message, the message
-# acknowledged only after its run is recorded. Only the shape lives here; the consumers
-# are in plait.triggers.brokers (the model imports no client library).
-
-#: NATS subject tokens and JetStream names: no whitespace; names also no ``.``, ``*``, ``>``.
-_NATS_SUBJECT = re.compile(r"^[^\s]+$")
-_NATS_NAME = re.compile(r"^[^\s.*>/\\]+$")
-
-
-class BrokerTrigger(_Model):
-    """What every broker trigger has: where the broker is, how to deduplicate, inputs."""
-
-    connection: str | None = Field(
-        None, description="a connection whose url is the broker's (credentials stay there)"
-    )
-    url: str | None = Field(None, description="the broker's URL, e.g. ${{ secrets.AMQP_URL }}")
-    dedup_key: str | None = Field(
-        None,
-        description="an expression over the message naming it, e.g. "
-        "${{ trigger.headers.message_id }}; a redelivery with the same key starts no run",
-    )
-    inputs: dict[str, Any] = Field(
-        default_factory=dict, description="run inputs, expressions over trigger"
-    )
-
-    @model_validator(mode="after")
-    def _one_place(self) -> BrokerTrigger:
-        given = [k for k in ("connection", "url") if getattr(self, k)]
-        if len(given) != 1:
-            found = " (it has both)" if len(given) == 2 else ""
-            raise _shape_error(f"a broker trigger needs exactly one of connection or url{found}")
-        return self
-
-
-class RabbitMqTrigger(BrokerTrigger):
-    queue: Annotated[str, Field(min_length=1, max_length=255)]
-    exchange: Annotated[str, Field(min_length=1, max_length=255)] | None = None
-    routing_key: Annotated[str, Field(max_length=255)] | None = None
-    prefetch: Annotated[StrictInt, Field(ge=1, le=65535)] = 10
-
-    @model_validator(mode="after")
-    def _binding(self) -> RabbitMqTrigger:
-        if self.routing_key is not None and self.exchange is None:
-            raise _shape_error("routing_key binds the queue to an exchange: give 'exchange' too")
-        return self
-
-
-class RedisStreamTrigger(BrokerTrigger):
-    stream: Annotated[str, Field(min_length=1)]
-    group: Annotated[str, Field(min_length=1)] | None = None
-    consumer: Annotated[str, Field(min_length=1)] | None = None
-    body_field: Annotated[str, Field(min_length=1)] = "body"
-    claim_idle: Duration = 60.0
-
-
-class NatsTrigger(BrokerTrigger):
-    subject: Annotated[str, Field(min_length=1, pattern=_NATS_SUBJECT.pattern)]
-    stream: Annotated[str, Field(pattern=_NATS_NAME.pattern)] | None = None
-    durable: Annotated[str, Field(pattern=_NATS_NAME.pattern)] | None = None
-    ack_wait: Duration = 30.0
-
-    @model_validator(mode="after")
-    def _jetstream(self) -> NatsTrigger:
-        if self.stream is None:
-            raise _shape_error(
-                "a nats trigger needs a JetStream 'stream': core NATS delivers a message at "
-                "most once, so one that arrives while Plait is down or restarting is lost"
-            )
-        if self.ack_wait < 1:
-            raise _shape_error("ack_wait must be at least 1s")
-        return self
-
-
-class MqttTrigger(BrokerTrigger):
-    topic: Annotated[str, Field(min_length=1, max_length=65535)]
-    qos: StrictInt = 1
-    client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
-
-    @field_validator("qos")
-    @classmethod
-    def _check_qos(cls, value: int) -> int:
-        if value == 0:
-            raise ValueError(
-                "qos 0 is refused: the broker forgets a QoS 0 message once sent, so one "
-                "that arrives while Plait is down is lost; use qos 1"
-            )
-        if value == 2:
-            raise ValueError(
-                "qos 2 is refused: its handshake hands the message over (PUBREC) before its "
-                "run is recorded, so a crash could lose it; use qos 1 with dedup_key"
-            )
-        if value != 1:
-            raise ValueError(f"qos must be 1, not {value}")
-        return value
-
-    @field_validator("topic")
-    @classmethod
-    def _check_topic(cls, value: str) -> str:
-        reason = mqtt_filter_problem(value)
-        if reason:
-            raise ValueError(reason)
-        return value
-
-
-def mqtt_filter_problem(topic: str) -> str | None:
-    """Why ``topic`` is not a valid MQTT topic filter, or None when it is."""
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return f"{topic!r}: '#' must be a whole level and the last one (like 'a/#')"
-        if "+" in level and level != "+":
-            return f"{topic!r}: '+' must be a whole level (like 'a/+/c')"
-    if "\x00" in topic:
-        return f"{topic!r}: a topic cannot contain NUL"
-    return None
-
-
-#: Trigger kinds in the order messages name them; the broker kinds start runs per message.
-TRIGGER_KINDS = (
-    "manual",
-    "schedule",
-    "webhook",
-    "event",
-    "rabbitmq",
-    "redis_stream",
-    "nats",
-    "mqtt",
-)
-BROKER_KINDS = frozenset({"rabbitmq", "redis_stream", "nats", "mqtt"})
-
-
-class TriggerSpec(_Model):
-    """One item of ``triggers:``: a mapping with exactly one of the trigger kinds."""
-
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
-
-    manual: ManualTrigger | None = None
-    schedule: ScheduleTrigger | None = None
-    webhook: WebhookTrigger | None = None
-    event: EventTrigger | None = None
-    rabbitmq: RabbitMqTrigger | None = None
-    redis_stream: RedisStreamTrigger | None = None
-    nats: NatsTrigger | None = None
-    mqtt: MqttTrigger | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> TriggerSpec:
-        if len(self.model_fields_set) != 1:
-            kinds = [k for k in TRIGGER_KINDS if k in self.model_fields_set]
-            found = f" (it has {' and '.join(kinds)})" if kinds else ""
-            names = ", ".join(TRIGGER_KINDS[:-1])
-            raise _shape_error(f"a trigger is exactly one of {names} or {TRIGGER_KINDS[-1]}{found}")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(iter(self.model_fields_set))
 
 
 def _default_notify_on() -> list[RunStatusName]:
     return ["failed", "timed_out"]
 
 
-class NotifySpec(_Model):
+class NotifySpec(SpecModel):
     on: list[RunStatusName] = Field(default_factory=_default_notify_on)
     channel: str
     message: str | None = None
@@ -567,7 +289,7 @@ class NotifySpec(_Model):
 InputName = Annotated[str, Field(pattern=INPUT_NAME_PATTERN)]
 
 
-class WorkflowSpec(_Model):
+class WorkflowSpec(SpecModel):
     """A whole workflow document (DESIGN §1)."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]

@@ -30,16 +30,18 @@ from plait.model.spec import (
     INPUT_NAME_PATTERN,
     NAME_PATTERN,
     STEP_ID_PATTERN,
-    BrokerTrigger,
-    EventTrigger,
     FieldProblem,
     Path,
-    ScheduleTrigger,
-    TriggerSpec,
-    WebhookTrigger,
     WorkflowSpec,
     did_you_mean,
     format_path,
+)
+from plait.model.triggers import (
+    BrokerTrigger,
+    EventTrigger,
+    ScheduleTrigger,
+    TriggerSpec,
+    WebhookTrigger,
 )
 from plait.model.yamlload import YamlDocument, load_yaml
 

@@ -25,7 +25,7 @@ from plait.actions.registry import ActionRegistry
 from plait.engine.api import Outcome, Transition
 from plait.engine.machine import RunMachine
 from plait.engine.rerun import prepare_rerun
-from plait.engine.state import AttemptRecord, AttemptStatus, RunState, StepStatus
+from plait.engine.state import AttemptRecord, AttemptStatus, RunState, RunStatus, StepStatus
 from plait.errors import ConflictError, NotFound, PlaitError
 from plait.model.plan import ConcurrencyPlan, Plan
 from plait.ops import tracing
@@ -151,6 +151,30 @@ class RunService:
         self.store.create_run(run, list(machine.steps.values()), [])
         self._commit(machine, machine.start(self.clock()))
         self.wake()
+        return machine.run
+
+    def start_stranded(self, run_id: str) -> RunState | None:
+        """Start a run that was recorded but never started: :meth:`start` writes the run,
+        then its first transition, so a process that died between the two leaves it
+        queued at version 0 (a broker trigger's redelivery is what notices). Returns the
+        run once started; None when there is nothing to start — no such run, one already
+        started, held or skipped by a concurrency limit — or another process started it
+        meanwhile."""
+        try:
+            snap = self.store.load_run(run_id)
+        except NotFound:
+            return None
+        run = snap.run
+        stranded = run.status is RunStatus.QUEUED and run.version == 0
+        if not stranded or run.concurrency_key is not None or run.reason:
+            return None
+        machine = self.machine(snap)
+        try:
+            self._commit(machine, machine.start(self.clock()))
+        except ConflictError:
+            return None
+        finally:
+            self.wake()
         return machine.run
 
     # -- concurrency ---------------------------------------------------------------------

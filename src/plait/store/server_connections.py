@@ -15,19 +15,16 @@ Lookup for a run follows the secrets' rule: a workflow in namespace ``ops`` nami
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
-from plait.errors import NotFound, StoreError
 from plait.store.base import Page
 from plait.store.codec import seal_json, unseal_json
-from plait.store.server_records import GLOBAL_NAMESPACE, StorePart
+from plait.store.namespaced import NamespacedPart, keyed_columns, keyed_fields
+from plait.store.server_records import GLOBAL_NAMESPACE
 from plait.store.tables import connections
 
 if TYPE_CHECKING:
@@ -57,7 +54,7 @@ class SealedConnection:
     secrets: Mapping[str, str] = field(repr=False)
 
 
-class ConnectionStore(StorePart):
+class ConnectionStore(NamespacedPart):
     """Connections by (namespace, name); see the module docstring."""
 
     def put_connection(
@@ -74,60 +71,24 @@ class ConnectionStore(StorePart):
         is given."""
         sealed = seal_json(dict(secrets), self._sealer, f"connection {namespace}/{name}")
         assert sealed is not None
-        now = self._clock()
-        row = {
-            "namespace": namespace,
-            "name": name,
-            "type": type_name,
-            "config": dict(config),
-            "secret_fields": sorted(secrets),
-            "sealed_secrets": sealed,
-            "created_at": now,
-            "updated_at": now,
-            "created_by": actor,
-            "updated_by": actor,
-        }
-        stmt = self._insert(connections)
-        # An upsert, so two first writes of one name race to "last one wins", not a 409.
-        changed = ("type", "config", "secret_fields", "sealed_secrets", "updated_at", "updated_by")
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["namespace", "name"], set_={k: stmt.excluded[k] for k in changed}
+        row = self._stamped(namespace, name, actor)
+        row.update(
+            type=type_name,
+            config=dict(config),
+            secret_fields=sorted(secrets),
+            sealed_secrets=sealed,
         )
-        c = connections.c
-        with self._write() as conn:
-            existed = conn.execute(
-                select(c.name).where(c.namespace == namespace, c.name == name)
-            ).first()
-            conn.execute(stmt, row)
-        return existed is None
+        changed = ("type", "config", "secret_fields", "sealed_secrets")
+        return self._upsert_named(connections, row, changed)
 
     def get_connection(self, namespace: str, name: str) -> ConnectionRecord:
         """A connection without its credentials; NotFound if there is none."""
-        c = connections.c
-        with self._read() as conn:
-            row = (
-                conn.execute(select(*_META).where(c.namespace == namespace, c.name == name))
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise NotFound(f"connection {namespace}/{name} not found")
-        return _record(row)
+        return _record(self._get_named(connections, _META, namespace, name, "connection"))
 
     def unsealed_connection(self, namespace: str, name: str) -> SealedConnection:
         """Exactly ``namespace/name`` with its credentials; NotFound if there is none."""
-        c = connections.c
-        with self._read() as conn:
-            row = (
-                conn.execute(
-                    select(*_META, c.sealed_secrets).where(c.namespace == namespace, c.name == name)
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise NotFound(f"connection {namespace}/{name} not found")
-        return self._unsealed(row)
+        columns = (*_META, connections.c.sealed_secrets)
+        return self._unsealed(self._get_named(connections, columns, namespace, name, "connection"))
 
     def resolve_connection(self, namespace: str, name: str) -> SealedConnection | None:
         """The connection ``name`` for a workflow in ``namespace``: its own, else the
@@ -144,13 +105,7 @@ class ConnectionStore(StorePart):
         return self._unsealed(own[0] if own else rows[0])
 
     def delete_connection(self, namespace: str, name: str) -> None:
-        c = connections.c
-        with self._write() as conn:
-            result = conn.execute(
-                connections.delete().where(c.namespace == namespace, c.name == name)
-            )
-            if result.rowcount != 1:
-                raise NotFound(f"connection {namespace}/{name} not found")
+        self._delete_named(connections, namespace, name, "connection")
 
     def list_connections(
         self,
@@ -162,22 +117,7 @@ class ConnectionStore(StorePart):
     ) -> Page:
         """Connections (without credentials) by (namespace, name); ``namespaces``
         restricts to those the caller may list (None: all)."""
-        if namespaces is not None and not namespaces:
-            return Page([], None)
-        c = connections.c
-        query = select(*_META).order_by(c.namespace, c.name).limit(limit + 1)
-        if namespace is not None:
-            query = query.where(c.namespace == namespace)
-        if namespaces is not None:
-            query = query.where(c.namespace.in_(sorted(namespaces)))
-        if cursor:
-            ns, name = _decode(cursor)
-            query = query.where(or_(c.namespace > ns, and_(c.namespace == ns, c.name > name)))
-        with self._read() as conn:
-            rows = conn.execute(query).mappings().all()
-        items = [_record(r) for r in rows[:limit]]
-        more = len(rows) > limit and items
-        return Page(items, _encode(items[-1].namespace, items[-1].name) if more else None)
+        return self._list_named(connections, _META, _record, namespace, namespaces, cursor, limit)
 
     def _unsealed(self, row: Mapping[Any, Any]) -> SealedConnection:
         where = f"connection {row['namespace']}/{row['name']}"
@@ -207,43 +147,20 @@ class StoreConnections:
 
 
 _META = (
-    connections.c.namespace,
-    connections.c.name,
+    *keyed_columns(connections),
     connections.c.type,
     connections.c.config,
     connections.c.secret_fields,
-    connections.c.created_at,
-    connections.c.updated_at,
-    connections.c.created_by,
-    connections.c.updated_by,
 )
 
 
 def _record(row: Mapping[Any, Any]) -> ConnectionRecord:
     return ConnectionRecord(
-        namespace=row["namespace"],
-        name=row["name"],
         type=row["type"],
         config=dict(row["config"] or {}),
         secret_fields=tuple(row["secret_fields"] or ()),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        created_by=row["created_by"],
-        updated_by=row["updated_by"],
+        **keyed_fields(row),
     )
-
-
-def _encode(namespace: str, name: str) -> str:
-    raw = json.dumps([namespace, name], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[str, str]:
-    try:
-        ns, name = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return str(ns), str(name)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise StoreError(f"invalid cursor {cursor!r}") from exc
 
 
 __all__ = ["ConnectionRecord", "ConnectionStore", "SealedConnection", "StoreConnections"]

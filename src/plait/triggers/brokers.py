@@ -309,24 +309,9 @@ class Handler:
 
     def _finish_start(self, run_id: str) -> None:
         """A duplicate's run exists; if the process that created it died before starting
-        it (``RunService.start`` writes the run, then its first transition), start it
-        now — the redelivery is the only thing that would ever notice."""
-        from plait.engine.state import RunStatus
-
-        runs = self.services.runs
-        try:
-            snap = runs.store.load_run(run_id)
-        except NotFound:
-            return
-        run = snap.run
-        stranded = run.status is RunStatus.QUEUED and run.version == 0
-        if not stranded or run.concurrency_key is not None or run.reason:
-            return
-        machine = runs.machine(snap)
-        with contextlib.suppress(ConflictError):  # another process started it meanwhile
-            runs._commit(machine, machine.start(self.services.clock()))
+        it, start it now — the redelivery is the only thing that would ever notice."""
+        if self.services.runs.start_stranded(run_id) is not None:
             log.info("%s: started run %s left queued by a crash", self.trigger.describe(), run_id)
-        runs.wake()
 
     def _reject(self, message: Message, reason: str) -> None:
         """Record why the message starts no run (raises if that cannot be recorded, so

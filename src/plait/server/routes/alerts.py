@@ -17,7 +17,8 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
 from plait.errors import ConflictError, NotFound
-from plait.ops.alert_rules import RuleError, parse_rule
+from plait.ops.alert_rules import KIND_FIELDS, MODELS, RuleError, parse_rule
+from plait.ops.alerts import KINDS, UNITS
 from plait.server.deps import Principal, require
 from plait.server.errors import ApiError
 from plait.server.services import Services, get_services
@@ -29,6 +30,50 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 Reader = Annotated[Principal, Depends(require("workflows:read"))]
 Writer = Annotated[Principal, Depends(require("workflows:deploy"))]
 RuleName = Annotated[str, Path(description="The rule's name.", max_length=200)]
+
+#: What each kind of rule watches, for the rule routes' OpenAPI text (a kind not said
+#: here is described by its model's docstring; its own fields are :data:`KIND_FIELDS`).
+KIND_TEXT = {
+    "failure_rate": "the share of runs that ended `failed` or `timed_out` among those that "
+    "ended in the last `window`, once there are `min_runs`; per workflow or for all "
+    "(`group_by`)",
+    "run_duration": "a run longer than `threshold`: still running, or ended in the last "
+    "`window`; per workflow or for all (`group_by`)",
+    "step_retries": "a step retried more than `threshold` times in a run started in the "
+    "last `window` or still running",
+    "schedule_missed": "a schedule due more than `grace` ago without a fire, or with fires "
+    "recorded as missed in the last `window`; per schedule",
+    "worker_silent": "a worker without a heartbeat for `threshold`; per worker",
+    "error_rate": "the share of API requests answered 5xx over the last `window`, once there "
+    "are `min_requests`; from the Prometheus metrics at `url` or of this process",
+    "http_latency": "the `quantile` of API response times over the last `window`; from the "
+    "Prometheus metrics at `url` or of this process",
+    "service_down": "`GET url` answers 400 or more, or not within `timeout`",
+}
+
+
+def _watches(kind: str) -> str:
+    """What ``kind`` watches, in words."""
+    text = KIND_TEXT.get(kind) or " ".join((MODELS[kind].__doc__ or "").split()).rstrip(".")
+    return text[:1].lower() + text[1:] if text else f"a {UNITS[kind]} against `threshold`"
+
+
+def _fields(kind: str) -> str:
+    """The kind's own fields, ``threshold`` with its unit."""
+    unit = f" (a {UNITS[kind]})"
+    return ", ".join(f"`{f}`" + (unit if f == "threshold" else "") for f in KIND_FIELDS[kind])
+
+
+RULE_TEXT = (
+    "A rule is the mapping written in alerts.yaml: a `kind`, the kind's own fields, and "
+    "the fields every kind takes — `severity` (info, warning, critical), `for` (how long "
+    "the condition must hold before the alert fires), `repeat` (re-notify a firing alert "
+    "this often; 0 never), `channels`, `labels`, `description`, `enabled` and "
+    "`send_resolved`. Durations are written 30s, 5m, 1h30m (or seconds), ratios 1% or "
+    "0.01. The kinds, what each watches, and its own fields:\n\n"
+    + "\n".join(f"- `{kind}`: {_watches(kind)}. Fields: {_fields(kind)}." for kind in KINDS)
+    + "\n\nThe defaults are in docs/operations.md."
+)
 
 EXAMPLE = {
     "kind": "failure_rate",
@@ -60,6 +105,7 @@ class AlertOut(BaseModel):
 
 class AlertPage(BaseModel):
     items: list[AlertOut]
+    next_cursor: str | None = Field(description="Pass as `?cursor=` for the next page.")
 
 
 class RuleOut(BaseModel):
@@ -130,25 +176,36 @@ async def list_alerts(
         Query(description="Only alerts in this state."),
     ] = None,
     rule: Annotated[str | None, Query(description="Only this rule's alerts.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Alerts per page.")] = 100,
 ) -> AlertPage:
-    """Pending alerts, then firing ones (newest first), then resolved ones (most
-    recently resolved first), with their severity, value and since when (needs
-    `workflows:read` globally)."""
-    found = await services.read(
-        lambda: services.server_store.list_alerts(state=state, rule=rule, limit=limit)
+    """Pending alerts, then firing ones (newest first), then resolved ones — the alert
+    history, most recently resolved first — with their severity, value and since when,
+    a page at a time: `next_cursor` is set while more follow (needs `workflows:read`
+    globally)."""
+    page = await services.read(
+        lambda: services.server_store.alert_page(state=state, rule=rule, cursor=cursor, limit=limit)
     )
-    return AlertPage(items=[_alert(a) for a in found])
+    return AlertPage(items=[_alert(a) for a in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/alerts/rules", response_model=RulePage, summary="List alert rules")
+@router.get(
+    "/alerts/rules",
+    response_model=RulePage,
+    summary="List alert rules",
+    description="Every rule, set through the API or from alerts.yaml, by name.\n\n" + RULE_TEXT,
+)
 async def list_rules(services: ServicesDep, who: Reader) -> RulePage:
-    """Every rule, set through the API or from alerts.yaml, by name."""
     found = await services.read(services.server_store.list_alert_rules)
     return RulePage(items=[_rule(r) for r in found])
 
 
-@router.get("/alerts/rules/{name}", response_model=RuleOut, summary="One alert rule")
+@router.get(
+    "/alerts/rules/{name}",
+    response_model=RuleOut,
+    summary="One alert rule",
+    description="The rule as written (`spec`), with its source.\n\n" + RULE_TEXT,
+)
 async def get_rule(name: RuleName, services: ServicesDep, who: Reader) -> RuleOut:
     try:
         return _rule(await services.read(services.server_store.get_alert_rule, name))
@@ -160,6 +217,8 @@ async def get_rule(name: RuleName, services: ServicesDep, who: Reader) -> RuleOu
     "/alerts/rules/{name}",
     response_model=RuleOut,
     summary="Create or replace an alert rule",
+    description="Checked before it is stored: every mistake is answered at once (422). "
+    "Needs `workflows:deploy` globally (an editor).\n\n" + RULE_TEXT,
     responses={
         201: {"description": "Created."},
         409: {"description": "The rule comes from alerts.yaml."},
@@ -175,13 +234,11 @@ def put_rule(
         dict[str, Any],
         Body(
             description="The rule, as in alerts.yaml: `kind`, `threshold`, `severity`, "
-            "`for`, `channels`, … (see docs/operations.md).",
+            "`for`, `channels`, … (see the kinds above and docs/operations.md).",
             examples=[EXAMPLE],
         ),
     ],
 ) -> RuleOut:
-    """Checked before it is stored: every mistake is answered at once (422). Needs
-    `workflows:deploy` globally (an editor)."""
     try:
         rule = parse_rule(name, spec)
     except RuleError as exc:
