@@ -541,3 +541,20 @@ def test_routed_claims_never_give_a_step_twice(make_store: MakeStore) -> None:
         t.join()
     assert not errors
     assert sorted(taken) == sorted(s.key for s in steps)
+
+
+def test_a_commit_that_names_a_row_twice_keeps_the_last(store: Store) -> None:
+    """PostgreSQL writes a transition as one statement, which cannot upsert a row twice:
+    the store keeps the last of each step and attempt, as separate writes would."""
+    store.create_run(new_run(), [queued("a")], [])
+    run = store.load_run("r1").run
+    first = StepState("a", "a", StepStatus.RUNNING, attempt=1)
+    last = StepState("a", "a", StepStatus.SUCCEEDED, attempt=1, outputs={"n": 2})
+    running = AttemptRecord("r1", "a", 1, AttemptStatus.RUNNING, 1.0, None, None, "w1", 9.0)
+    done = AttemptRecord("r1", "a", 1, AttemptStatus.SUCCEEDED, 1.0, 2.0, None, "w1", None)
+    events = [Event("r1", f"e{i}", "a", {"i": i}, 2.0) for i in range(5)]
+    store.commit(run, 0, [first, last], [running, done], events)
+    snap = store.load_run("r1")
+    assert [(s.status, s.outputs) for s in snap.steps] == [("succeeded", {"n": 2})]
+    assert store.attempts("r1") == [done]
+    assert [e.event.type for e in store.read_events(run_id="r1")] == [e.type for e in events]

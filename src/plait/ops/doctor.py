@@ -308,25 +308,14 @@ def _ago(seconds: float) -> str:
 
 def _due_steps(ctx: Context) -> tuple[int, float | None]:
     """Steps due to run now, and since when the oldest has waited."""
-    from sqlalchemy import and_, func, or_, select
-
-    from plait.store.tables import events, steps
+    from plait.store.server_workers import due_by_queue
 
     assert ctx.store is not None
-    s, e = steps.c, events.c
-    queued_at = (
-        select(func.max(e.at))
-        .where(e.run_id == s.run_id, e.step == s.key, e.type == "step.queued")
-        .scalar_subquery()
-    )
-    due = and_(
-        s.status.in_(["queued", "retrying"]),
-        or_(s.available_at.is_(None), s.available_at <= ctx.now),
-    )
-    query = select(func.count(), func.min(func.coalesce(s.available_at, queued_at))).where(due)
     with ctx.store._hooks.read() as conn:
-        depth, oldest = conn.execute(query).one()
-    return int(depth or 0), oldest
+        rows = conn.execute(due_by_queue(ctx.now)).all()
+    depth = sum(int(count) for _, count, _ in rows)
+    oldest = min((since for _, _, since in rows if since is not None), default=None)
+    return depth, oldest
 
 
 def _workers(ctx: Context) -> Finding:

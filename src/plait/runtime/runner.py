@@ -451,9 +451,15 @@ class Runner:
             if task is not None:
                 h.cancelling.add(key)
                 task.cancel()
+        # The loops in wait() and Worker.serve() need a turn only when something they
+        # act on changed: the run itself (started, ended, a deadline), a new timer,
+        # steps left for a free slot, a cancel. Steps that merely started or ended do
+        # not: a sequential run saves a turn of the event loop per step.
+        wake = transition.run_changed or bool(transition.cancel) or bool(h.backlog)
         for step in transition.steps:
             if step.status in (StepStatus.RETRYING, StepStatus.WAITING) and step.available_at:
                 h.timers[step.key] = step.available_at
+                wake = True
             else:
                 h.timers.pop(step.key, None)
         for key in started:
@@ -462,7 +468,8 @@ class Runner:
             self.listener.on_transition(h.machine.run, h.machine, transition)
         if self.tracer is not None:
             self.tracer.transition(h.machine.run, transition.events)
-        self._wake.set()
+        if wake or h.machine.finished:
+            self._wake.set()
 
     # -- attempts ------------------------------------------------------------------------
     def _spawn(self, h: _Run, key: str, attempt: int, *, resume: bool) -> None:
@@ -494,11 +501,17 @@ class Runner:
         if outcome.kind == "suspended":
             record.lease_until = None
         self._finished.append(Finished(h, key, attempt, outcome, record, now))
-        if not self._flush_scheduled:
-            # Group commit: results that arrive in the same turn of the event loop are
-            # recorded in one transaction per run (nothing starts before it commits).
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_finished)
+        if self._flush_scheduled:
+            return
+        if self._active == 0 and len(self._finished) == 1:
+            # Nothing else is running here, so no other result can join this one: record
+            # it now rather than a turn of the event loop later (a sequential run's case).
+            self._flush_finished()
+            return
+        # Group commit: results that arrive in the same turn of the event loop are
+        # recorded in one transaction per run (nothing starts before it commits).
+        self._flush_scheduled = True
+        asyncio.get_running_loop().call_soon(self._flush_finished)
 
     def _flush_finished(self) -> None:
         self._flush_scheduled = False

@@ -227,6 +227,8 @@ class Worker(Runner):
         super()._after_commit(h, transition, started)
         if h.backlog:  # steps it queued that we had no slot for: claim them when we do
             self._maybe_more = True
+        if self._maybe_more:  # work may wait in the store: claim it now a slot is free
+            self._wake.set()
         if h.machine.finished and not h.tasks and h.id in self._runs:
             del self._runs[h.id]
             shutil.rmtree(h.workdir, ignore_errors=True)

@@ -22,12 +22,12 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plait.server.services import Services
 from plait.store.server_workers import LOST_AFTER, WorkerRecord
-from plait.store.tables import events, runs, steps
+from plait.store.tables import runs, steps
 
 log = logging.getLogger(__name__)
 
@@ -225,17 +225,7 @@ def _worker_families(registered: Sequence[WorkerRecord], now: float) -> Iterator
 
 
 def _queues(now: float) -> Any:
-    """Due steps per queue and the earliest time one became due: ``available_at`` for a
-    retry, else the time of its ``step.queued`` event."""
-    s, e = steps.c, events.c
-    queued_at = (
-        select(func.max(e.at))
-        .where(e.run_id == s.run_id, e.step == s.key, e.type == "step.queued")
-        .scalar_subquery()
-    )
-    due = and_(
-        s.status.in_(["queued", "retrying"]),
-        or_(s.available_at.is_(None), s.available_at <= now),
-    )
-    oldest = func.min(func.coalesce(s.available_at, queued_at))
-    return select(s.queue, func.count(), oldest).where(due).group_by(s.queue)
+    """Due steps per queue and since when the oldest has waited."""
+    from plait.store.server_workers import due_by_queue
+
+    return due_by_queue(now)

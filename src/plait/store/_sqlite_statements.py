@@ -5,7 +5,7 @@ fresh compilation). See :mod:`plait.store.lite`."""
 
 from typing import Any
 
-REVISION = "0009"
+REVISION = "0011"
 
 STATEMENTS: dict[str, Any] = {
     "update_run": {
@@ -202,16 +202,14 @@ STATEMENTS: dict[str, Any] = {
         "sql": 'SELECT steps.run_id, steps."key", steps.status, steps.attempt, '
         "steps.available_at \n"
         "FROM steps \n"
-        "WHERE (steps.status = ? OR steps.status = ?) AND (steps.available_at IS "
-        "NULL OR steps.available_at <= ?) OR steps.status = ? AND steps.available_at "
-        "<= ? ORDER BY steps.available_at ASC NULLS FIRST\n"
+        "WHERE (steps.status = 'queued' OR steps.status = 'retrying') AND "
+        "(steps.available_at IS NULL OR steps.available_at <= ?) OR steps.status = "
+        "'waiting' AND steps.available_at <= ? ORDER BY steps.available_at ASC NULLS "
+        "FIRST\n"
         " LIMIT ? OFFSET ?",
         "positional": True,
         "params": [
-            ["status_1", "status_1", "queued", False, None],
-            ["status_2", "status_2", "retrying", False, None],
             ["now", "now", None, True, "float"],
-            ["status_3", "status_3", "waiting", False, None],
             ["now", "now", None, True, "float"],
             ["lim", "lim", None, True, None],
             ["param_1", "param_1", 0, False, None],
@@ -223,12 +221,11 @@ STATEMENTS: dict[str, Any] = {
             "sql": 'SELECT steps.run_id, steps."key", steps.status, steps.attempt, '
             "steps.available_at \n"
             "FROM steps \n"
-            "WHERE steps.status = ? AND (steps.available_at IS NULL OR "
+            "WHERE steps.status = 'queued' AND (steps.available_at IS NULL OR "
             "steps.available_at <= ?) ORDER BY steps.available_at\n"
             " LIMIT ? OFFSET ?",
             "positional": True,
             "params": [
-                ["status_1", "status_1", "queued", False, None],
                 ["now", "now", None, True, "float"],
                 ["lim", "lim", None, True, None],
                 ["param_1", "param_1", 0, False, None],
@@ -239,12 +236,11 @@ STATEMENTS: dict[str, Any] = {
             "sql": 'SELECT steps.run_id, steps."key", steps.status, steps.attempt, '
             "steps.available_at \n"
             "FROM steps \n"
-            "WHERE steps.status = ? AND (steps.available_at IS NULL OR "
+            "WHERE steps.status = 'retrying' AND (steps.available_at IS NULL OR "
             "steps.available_at <= ?) ORDER BY steps.available_at\n"
             " LIMIT ? OFFSET ?",
             "positional": True,
             "params": [
-                ["status_1", "status_1", "retrying", False, None],
                 ["now", "now", None, True, "float"],
                 ["lim", "lim", None, True, None],
                 ["param_1", "param_1", 0, False, None],
@@ -255,12 +251,11 @@ STATEMENTS: dict[str, Any] = {
             "sql": 'SELECT steps.run_id, steps."key", steps.status, steps.attempt, '
             "steps.available_at \n"
             "FROM steps \n"
-            "WHERE steps.status = ? AND steps.available_at <= ? ORDER BY "
+            "WHERE steps.status = 'waiting' AND steps.available_at <= ? ORDER BY "
             "steps.available_at\n"
             " LIMIT ? OFFSET ?",
             "positional": True,
             "params": [
-                ["status_1", "status_1", "waiting", False, None],
                 ["now", "now", None, True, "float"],
                 ["lim", "lim", None, True, None],
                 ["param_1", "param_1", 0, False, None],
@@ -272,17 +267,14 @@ STATEMENTS: dict[str, Any] = {
         "sql": 'SELECT steps.run_id, steps."key", steps.status, steps.attempt, '
         "steps.available_at \n"
         "FROM steps \n"
-        "WHERE ((steps.status = ? OR steps.status = ?) AND (steps.available_at "
-        "IS NULL OR steps.available_at <= ?) OR steps.status = ? AND "
-        "steps.available_at <= ?) AND steps.run_id = ? ORDER BY steps.priority "
-        "DESC, steps.available_at ASC NULLS FIRST\n"
+        "WHERE ((steps.status = 'queued' OR steps.status = 'retrying') AND "
+        "(steps.available_at IS NULL OR steps.available_at <= ?) OR steps.status "
+        "= 'waiting' AND steps.available_at <= ?) AND steps.run_id = ? ORDER BY "
+        "steps.priority DESC, steps.available_at ASC NULLS FIRST\n"
         " LIMIT ? OFFSET ?",
         "positional": True,
         "params": [
-            ["status_1", "status_1", "queued", False, None],
-            ["status_2", "status_2", "retrying", False, None],
             ["now", "now", None, True, "float"],
-            ["status_3", "status_3", "waiting", False, None],
             ["now", "now", None, True, "float"],
             ["run", "run", None, True, None],
             ["lim", "lim", None, True, None],
@@ -296,9 +288,9 @@ STATEMENTS: dict[str, Any] = {
         "status, steps.attempt AS attempt, steps.available_at AS available_at, "
         "steps.priority AS priority \n"
         "FROM steps \n"
-        "WHERE steps.status = ? AND steps.queue = ? AND (steps.runs_on = '{}' "
-        "OR NOT EXISTS (SELECT 1 FROM json_each(steps.runs_on) AS need WHERE "
-        "NOT EXISTS (SELECT 1 FROM json_each(?) AS have WHERE have.key = "
+        "WHERE steps.status = 'queued' AND steps.queue = ? AND (steps.runs_on "
+        "= '{}' OR NOT EXISTS (SELECT 1 FROM json_each(steps.runs_on) AS need "
+        "WHERE NOT EXISTS (SELECT 1 FROM json_each(?) AS have WHERE have.key = "
         "need.key AND have.value = need.value))) AND (steps.available_at IS "
         "NULL OR steps.available_at <= ?) ORDER BY steps.priority DESC, "
         "steps.available_at\n"
@@ -308,7 +300,7 @@ STATEMENTS: dict[str, Any] = {
         "status, steps.attempt AS attempt, steps.available_at AS available_at, "
         "steps.priority AS priority \n"
         "FROM steps \n"
-        "WHERE steps.status = ? AND (steps.available_at IS NULL OR "
+        "WHERE steps.status = 'retrying' AND (steps.available_at IS NULL OR "
         "steps.available_at <= ?) AND steps.queue = ? AND (steps.runs_on = "
         "'{}' OR NOT EXISTS (SELECT 1 FROM json_each(steps.runs_on) AS need "
         "WHERE NOT EXISTS (SELECT 1 FROM json_each(?) AS have WHERE have.key = "
@@ -319,9 +311,9 @@ STATEMENTS: dict[str, Any] = {
         "status, steps.attempt AS attempt, steps.available_at AS available_at, "
         "steps.priority AS priority \n"
         "FROM steps \n"
-        "WHERE steps.status = ? AND steps.available_at <= ? AND steps.queue = "
-        "? AND (steps.runs_on = '{}' OR NOT EXISTS (SELECT 1 FROM "
-        "json_each(steps.runs_on) AS need WHERE NOT EXISTS (SELECT 1 FROM "
+        "WHERE steps.status = 'waiting' AND steps.available_at <= ? AND "
+        "steps.queue = ? AND (steps.runs_on = '{}' OR NOT EXISTS (SELECT 1 "
+        "FROM json_each(steps.runs_on) AS need WHERE NOT EXISTS (SELECT 1 FROM "
         "json_each(?) AS have WHERE have.key = need.key AND have.value = "
         "need.value))) ORDER BY steps.available_at\n"
         " LIMIT ? OFFSET ?)\n"
@@ -334,19 +326,16 @@ STATEMENTS: dict[str, Any] = {
         "FROM due_2",
         "positional": True,
         "params": [
-            ["status_1", "status_1", "queued", False, None],
             ["queue", "queue", None, True, None],
             ["tags", "tags", None, True, "json"],
             ["now", "now", None, True, "float"],
             ["lim", "lim", None, True, None],
             ["param_1", "param_1", 0, False, None],
-            ["status_2", "status_2", "retrying", False, None],
             ["now", "now", None, True, "float"],
             ["queue", "queue", None, True, None],
             ["tags", "tags", None, True, "json"],
             ["lim", "lim", None, True, None],
             ["param_2", "param_2", 0, False, None],
-            ["status_3", "status_3", "waiting", False, None],
             ["now", "now", None, True, "float"],
             ["queue", "queue", None, True, None],
             ["tags", "tags", None, True, "json"],
@@ -383,12 +372,11 @@ STATEMENTS: dict[str, Any] = {
     },
     "renew": {
         "sql": "UPDATE attempts SET lease_until=? WHERE attempts.worker = ? AND "
-        "attempts.status = ?",
+        "attempts.status = 'running'",
         "positional": True,
         "params": [
             ["b_lease", "b_lease", None, True, "float"],
             ["b_worker", "b_worker", None, True, None],
-            ["status_1", "status_1", "running", False, None],
         ],
         "results": {},
     },
@@ -506,13 +494,10 @@ STATEMENTS: dict[str, Any] = {
         "attempts.started_at, attempts.finished_at, attempts.error, "
         "attempts.worker, attempts.lease_until \n"
         "FROM attempts \n"
-        "WHERE attempts.status = ? AND attempts.lease_until < ? ORDER BY "
+        "WHERE attempts.status = 'running' AND attempts.lease_until < ? ORDER BY "
         "attempts.lease_until",
         "positional": True,
-        "params": [
-            ["status_1", "status_1", "running", False, None],
-            ["b_now", "b_now", None, True, "float"],
-        ],
+        "params": [["b_now", "b_now", None, True, "float"]],
         "results": {},
     },
     "expired_run": {
@@ -520,41 +505,29 @@ STATEMENTS: dict[str, Any] = {
         "attempts.status, attempts.started_at, attempts.finished_at, "
         "attempts.error, attempts.worker, attempts.lease_until \n"
         "FROM attempts \n"
-        "WHERE attempts.status = ? AND attempts.lease_until < ? AND "
+        "WHERE attempts.status = 'running' AND attempts.lease_until < ? AND "
         "attempts.run_id = ? ORDER BY attempts.lease_until",
         "positional": True,
-        "params": [
-            ["status_1", "status_1", "running", False, None],
-            ["b_now", "b_now", None, True, "float"],
-            ["b_run", "b_run", None, True, None],
-        ],
+        "params": [["b_now", "b_now", None, True, "float"], ["b_run", "b_run", None, True, None]],
         "results": {},
     },
     "next_due": {
         "sql": "SELECT min(steps.available_at) AS due \n"
         "FROM steps \n"
-        "WHERE (steps.status = ? OR steps.status = ? OR steps.status = ?) AND "
-        "steps.available_at IS NOT NULL",
+        "WHERE (steps.status = 'queued' OR steps.status = 'retrying' OR "
+        "steps.status = 'waiting') AND steps.available_at IS NOT NULL",
         "positional": True,
-        "params": [
-            ["status_1", "status_1", "queued", False, None],
-            ["status_2", "status_2", "retrying", False, None],
-            ["status_3", "status_3", "waiting", False, None],
-        ],
+        "params": [],
         "results": {},
     },
     "next_due_run": {
         "sql": "SELECT min(steps.available_at) AS due \n"
         "FROM steps \n"
-        "WHERE (steps.status = ? OR steps.status = ? OR steps.status = ?) AND "
-        "steps.available_at IS NOT NULL AND steps.run_id = ?",
+        "WHERE (steps.status = 'queued' OR steps.status = 'retrying' OR "
+        "steps.status = 'waiting') AND steps.available_at IS NOT NULL AND "
+        "steps.run_id = ?",
         "positional": True,
-        "params": [
-            ["status_1", "status_1", "queued", False, None],
-            ["status_2", "status_2", "retrying", False, None],
-            ["status_3", "status_3", "waiting", False, None],
-            ["b_run", "b_run", None, True, None],
-        ],
+        "params": [["b_run", "b_run", None, True, None]],
         "results": {},
     },
     "run_attempts": {

@@ -414,6 +414,26 @@ class PostgresHooks(Hooks):
         finally:
             proxy.close()
 
+    @contextmanager
+    def autocommit(self) -> Iterator[Any]:
+        """A driver cursor on which each statement is a transaction of its own: a
+        one-statement transaction costs one round trip (no separate ``COMMIT``)."""
+        try:
+            proxy = self.engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(
+                f"cannot connect to the database: {_first_line(getattr(exc, 'orig', None) or exc)}"
+            ) from exc
+        conn: Any = proxy.dbapi_connection
+        try:
+            conn.autocommit = True
+            with _driver_transaction(self.engine, conn, None, proxy) as cur:
+                yield cur
+        finally:
+            with contextlib.suppress(Exception):  # a lost connection has been invalidated
+                conn.autocommit = False
+            proxy.close()
+
 
 def hooks_for(url: str) -> Hooks:
     """The hooks for a store URL (``sqlite:///…`` or ``postgresql+psycopg://…``)."""

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, or_, select
 
 from plait.store.server_records import StorePart
-from plait.store.tables import attempts, runs, schedule_fires, steps, workers
+from plait.store.tables import attempts, runs, schedule_fires, status_is, steps, workers
 
 #: the longest a run may have run and still count for the window it ended in
 MAX_RUN_AGE = 86400.0
@@ -221,7 +221,11 @@ class AlertFacts(StorePart):
         a = attempts.c
         query = (
             select(a.worker, func.max(a.lease_until))
-            .where(a.status == "running", a.worker.is_not(None), a.lease_until.is_not(None))
+            .where(
+                status_is(a.status, "running"),
+                a.worker.is_not(None),
+                a.lease_until.is_not(None),
+            )
             .group_by(a.worker)
         )
         with self._read() as conn:

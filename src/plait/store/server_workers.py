@@ -18,10 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, union_all, update
 
 from plait.store.server_records import StorePart
-from plait.store.tables import steps, workers
+from plait.store.tables import events, status_is, steps, workers
 
 #: A worker whose heartbeat is older than this is shown ``lost`` (the default lease:
 #: its running attempts have expired by then and other workers take them over).
@@ -164,9 +164,33 @@ class WorkerStore(StorePart):
         """Queued steps of ``queue``, counted up to ``cap`` (the count reads that many
         entries of the claim index, so it is bounded however long the queue is)."""
         s = steps.c
-        head = select(s.run_id).where(s.status == "queued", s.queue == queue).limit(cap)
+        head = select(s.run_id).where(status_is(s.status, "queued"), s.queue == queue).limit(cap)
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(head.subquery())).scalar_one())
 
 
-__all__ = ["KEEP_GONE", "LOST_AFTER", "STATES", "WorkerRecord", "WorkerStore"]
+def due_by_queue(now: float) -> Any:
+    """Steps due to run now per queue — ``(queue, count, since)`` — and since when the
+    oldest has waited: ``available_at`` for a retry, else the time of its
+    ``step.queued`` event. One part per status, so each reads only its own partial
+    index (an ``OR`` of the two would scan every step)."""
+    s, e = steps.c, events.c
+    queued_at = (
+        select(func.max(e.at))
+        .where(e.run_id == s.run_id, e.step == s.key, e.type == "step.queued")
+        .scalar_subquery()
+    )
+    due = or_(s.available_at.is_(None), s.available_at <= now)
+    parts = [
+        select(s.queue, func.coalesce(s.available_at, queued_at).label("since")).where(
+            status_is(s.status, status), due
+        )
+        for status in ("queued", "retrying")
+    ]
+    waiting = union_all(*parts).subquery()
+    return select(waiting.c.queue, func.count(), func.min(waiting.c.since)).group_by(
+        waiting.c.queue
+    )
+
+
+__all__ = ["KEEP_GONE", "LOST_AFTER", "STATES", "WorkerRecord", "WorkerStore", "due_by_queue"]

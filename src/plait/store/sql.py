@@ -37,7 +37,7 @@ from plait.store.base import (
     StoredEvent,
     VersionRecord,
 )
-from plait.store.prepared import Prepared
+from plait.store.prepared import BIND_KINDS, Prepared
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -126,6 +126,9 @@ class _Statements:
     read_step_logs: Prepared
     read_events: Prepared
     read_run_events: Prepared
+    #: PostgreSQL only: a transition in one statement (see ``statements._pg_commit``)
+    commit_changed: Prepared | None = None
+    commit_bump: Prepared | None = None
 
 
 class SqlStore:
@@ -198,12 +201,24 @@ class SqlStore:
     def _notify_changes(
         self, cur: Any, run_id: str, step_rows: Sequence[Mapping[str, Any]]
     ) -> None:
-        """In the transaction that queues steps: one ``plait_ready`` (however many steps
-        it queued); and ``plait_runs`` when the run is followed."""
+        """Send :meth:`_wake_ups` in the cursor's transaction."""
+        for note in self._wake_ups(run_id, step_rows):
+            self._notify(cur, note["channel"], note["payload"])
+
+    def _wake_ups(
+        self, run_id: str, step_rows: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, str]]:
+        """What a transaction that writes ``step_rows`` notifies (PostgreSQL): one
+        ``plait_ready`` when it queues steps (however many), ``plait_runs`` when the run
+        is followed."""
+        if self._notify is None:
+            return []
+        notes = []
         if any(row["status"] == _QUEUED for row in step_rows):
-            self._notify(cur, "plait_ready", "")
+            notes.append({"channel": "plait_ready", "payload": ""})
         if self._followed and self._followed_now(run_id):
-            self._notify(cur, "plait_runs", run_id)
+            notes.append({"channel": "plait_runs", "payload": run_id})
+        return notes
 
     @property
     def dialect(self) -> str:
@@ -325,6 +340,19 @@ class SqlStore:
         step_params = q.upsert_steps.many(step_rows)
         attempt_params = q.upsert_attempts.many([codec.attempt_row(a) for a in attempts])
         event_params = q.insert_events.many([codec.event_row(e) for e in events])
+        one = q.commit_changed if run_changed else q.commit_bump
+        if one is not None:  # PostgreSQL: the transition is one statement in autocommit
+            params["steps"] = _json_array(_last_by(step_rows, "key"), "sealed_outputs")
+            params["attempts"] = _json_array(
+                _last_by([codec.attempt_row(a) for a in attempts], "step", "attempt")
+            )
+            params["events"] = _json_array([codec.event_row(e) for e in events])
+            params["notes"] = _json_array(self._wake_ups(run.id, step_rows))
+            with self._hooks.autocommit() as cur:  # type: ignore[attr-defined]
+                cur.execute(one.sql, one.params(params))
+                if cur.fetchone()[0] != 1:  # nothing was written
+                    self._conflict(cur, run.id, expected_version)
+            return
         with self._hooks.cursor() as cur:
             if self._pipeline is not None:  # PostgreSQL: one round trip, then COMMIT
                 with self._pipeline(cur) as checked:
@@ -524,6 +552,27 @@ class SqlStore:
 
     def close(self) -> None:
         self._hooks.close()
+
+
+_dumps = BIND_KINDS["json"]
+
+
+def _json_array(rows: Sequence[Mapping[str, Any]], binary: str | None = None) -> str:
+    """Rows as a JSON array for ``jsonb_populate_recordset``; the ``binary`` column's
+    bytes in PostgreSQL's hex form (``\\x…``), which its bytea input reads."""
+    if binary is not None:
+        rows = [
+            {**row, binary: "\\x" + bytes(row[binary]).hex()} if row[binary] is not None else row
+            for row in rows
+        ]
+    return _dumps(list(rows))  # type: ignore[no-any-return]
+
+
+def _last_by(rows: Sequence[Mapping[str, Any]], *keys: str) -> list[Mapping[str, Any]]:
+    """One row per key (the last): one statement cannot upsert a row twice."""
+    if len(rows) < 2:
+        return list(rows)
+    return list({tuple(row[k] for k in keys): row for row in rows}.values())
 
 
 def _execute(cur: Any, sql: str, params: Sequence[Any]) -> None:

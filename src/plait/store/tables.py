@@ -26,8 +26,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
 # Named constraints make migrations (and downgrades) reproducible on every database.
@@ -47,6 +50,22 @@ BigId: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 
 #: JSONB on PostgreSQL (smaller, indexable later), JSON text elsewhere.
 Json: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _where(predicate: str) -> dict[str, Any]:
+    """The keyword arguments of a partial index on both databases."""
+    return {"sqlite_where": text(predicate), "postgresql_where": text(predicate)}
+
+
+def status_is(column: Any, value: str) -> ColumnElement[bool]:
+    """``column = 'value'`` with the value written into the SQL, not bound: a partial
+    index (``… WHERE status = 'queued'``) serves a query only when the query states its
+    predicate literally — neither SQLite nor a generic PostgreSQL plan looks into a
+    bound parameter to prove it."""
+    if not value.isidentifier():
+        raise ValueError(f"not a status: {value!r}")
+    return column == literal_column(f"'{value}'")  # type: ignore[no-any-return]
+
 
 workflows = Table(
     "workflows",
@@ -135,18 +154,22 @@ steps = Table(
     Column("runs_on", Json, nullable=False, server_default="{}"),
     Column("priority", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("run_id", "key"),
-    # Timers and unrouted claims scan due steps by status and due time.
-    Index(None, "status", "available_at"),
 )
-# The routed claim: one queue's queued steps in claim order (highest priority first,
-# then due time), so a claim reads its batch off the front of one index range.
+# Claims and timers read only steps that wait: partial indexes (migration 0011) hold
+# just those, so a step that goes from pending to running to succeeded — every step of
+# a run that is not held up — never writes an index entry. The queued index is in
+# claim order (highest priority first, then due time), so a routed claim reads its
+# batch off the front of one range. Queries must repeat the predicate literally
+# (:func:`status_is`) for a database to use such an index.
 Index(
-    "ix_steps_claim",
-    steps.c.status,
+    "ix_steps_queued",
     steps.c.queue,
     steps.c.priority.desc(),
     steps.c.available_at,
+    **_where("status = 'queued'"),
 )
+Index("ix_steps_retrying", steps.c.queue, steps.c.available_at, **_where("status = 'retrying'"))
+Index("ix_steps_waiting", steps.c.available_at, **_where("status = 'waiting'"))
 
 attempts = Table(
     "attempts",
@@ -161,8 +184,21 @@ attempts = Table(
     Column("worker", String(200), nullable=True),
     Column("lease_until", Double, nullable=True),
     PrimaryKeyConstraint("run_id", "step", "attempt"),
-    Index(None, "status", "lease_until"),  # expired leases
-    Index(None, "worker"),  # lease renewal by heartbeat
+)
+# Leases are renewed by worker and expire by time only while an attempt runs: a small
+# partial index of the running attempts serves both (migration 0011).
+Index(
+    "ix_attempts_running",
+    attempts.c.worker,
+    attempts.c.lease_until,
+    **_where("status = 'running'"),
+)
+# Failure clustering reads the newest failed attempts (plait.store.server_insights):
+# only failures are in this index (migration 0010), so a success never writes to it.
+Index(
+    "ix_attempts_failed",
+    attempts.c.started_at,
+    **_where("status IN ('failed', 'timed_out')"),
 )
 
 logs = Table(
