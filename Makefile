@@ -23,11 +23,12 @@ $(VENV)/.installed: pyproject.toml
 ## dev: set up, then start `plait serve` on 127.0.0.1:8080 with the examples deployed
 dev: setup ui
 	@echo "Plait home: $(PLAIT_HOME)"
-	$(BIN)/plait validate examples/*.yaml
+	$(BIN)/plait validate examples/*.yaml examples/ai/*.yaml
 	@echo "Starting plait serve on http://127.0.0.1:8080 (API docs at /docs; Ctrl-C stops it)."
 	@echo "First start: it asks for the first admin, or set PLAIT_ADMIN_USER and PLAIT_ADMIN_PASSWORD."
 	@echo "Then: $(BIN)/plait login --server http://127.0.0.1:8080"
-	PLAIT_EXAMPLES=$(CURDIR)/examples $(BIN)/plait serve --host 127.0.0.1 --port 8080 --deploy examples
+	PLAIT_EXAMPLES=$(CURDIR)/examples PLAIT_DOC_DIRS=$(CURDIR)/examples/ai/samples \
+	  $(BIN)/plait serve --host 127.0.0.1 --port 8080 --deploy examples --deploy examples/ai
 
 ## demo: run the bundled example once in the terminal, no server
 demo: setup
@@ -52,11 +53,13 @@ format: setup
 
 ## bench: performance measurements with a baseline measured in the same run
 ##        (engine: benchmarks/run.py; server under 50 clients: benchmarks/server.py;
-##         worker processes on PostgreSQL: benchmarks/cluster.py)
+##         worker processes on PostgreSQL: benchmarks/cluster.py;
+##         offline ai.classify on the CPU: benchmarks/ai.py)
 bench: setup
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/server.py $(BENCH_SERVER_ARGS)
 	$(PY) benchmarks/cluster.py $(BENCH_CLUSTER_ARGS)
+	$(PY) benchmarks/ai.py $(BENCH_AI_ARGS)
 
 ## bench-peers: Plait beside Prefect, DBOS, Airflow, procrastinate and Celery, and this
 ##              machine's floor (peers in benchmarks/peers/.venvs; about an hour;

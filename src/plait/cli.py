@@ -560,6 +560,12 @@ def _register_more(argv: list[str] | None = None) -> None:
     from plait import cli_logs
 
     cli_logs.register(app)
+    from plait import cli_insights
+
+    cli_insights.register(app)
+    from plait import cli_ai
+
+    cli_ai.register(app)
 
 
 _register_more()

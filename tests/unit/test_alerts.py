@@ -253,6 +253,7 @@ def test_every_kind_parses_with_its_defaults() -> None:
         "error_rate": {"threshold": 0.01},
         "http_latency": {"threshold": "2s"},
         "service_down": {"url": "http://127.0.0.1:8080/ready"},
+        "anomaly": {},
     }
     assert set(specs) == set(KINDS)
     for kind, spec in specs.items():

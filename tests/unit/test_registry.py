@@ -100,7 +100,7 @@ def test_unknown_action_suggests_the_closest_name() -> None:
         registry.get("shel")
     with pytest.raises(
         UnknownAction,
-        match=r"unknown action 'zzz' \(available: approval, archive, file, git, http, ",
+        match=r"unknown action 'zzz' \(available: ai\.classify, ai\.decide, ai\.extract, ",
     ):
         registry.get("zzz")
 

@@ -35,15 +35,16 @@ ENTRY_POINT_GROUP = "plait.connections"
 BUILTIN_TYPES: dict[str, str] = {
     "http": "plait.actions.http:HttpConnection",
     "smtp": "plait.actions.email:SmtpConnection",
-    "postgres": "plait.actions.sql:PostgresConnection",
-    "mysql": "plait.actions.sql:MySqlConnection",
-    "sqlite": "plait.actions.sql:SqliteConnection",
+    "postgres": "plait.actions.sql_connections:PostgresConnection",
+    "mysql": "plait.actions.sql_connections:MySqlConnection",
+    "sqlite": "plait.actions.sql_connections:SqliteConnection",
     "git": "plait.actions.git:GitConnection",
     "s3": "plait.actions.s3:S3Connection",
     "rabbitmq": "plait.actions.brokers:RabbitMqConnection",
     "redis": "plait.actions.brokers:RedisConnection",
     "nats": "plait.actions.brokers:NatsConnection",
     "mqtt": "plait.actions.brokers:MqttConnection",
+    "llm": "plait.actions.llm:LlmConnection",
 }
 
 

@@ -49,6 +49,13 @@ BUILTINS: dict[str, str] = {
     "redis.publish": "plait.actions.publish:RedisPublish",
     "nats.publish": "plait.actions.publish:NatsPublish",
     "mqtt.publish": "plait.actions.publish:MqttPublish",
+    "ai.classify": "plait.actions.ai:ClassifyAction",
+    "ai.route": "plait.actions.ai:RouteAction",
+    "ai.extract": "plait.actions.ai_extract:ExtractAction",
+    "ai.summarize": "plait.actions.ai_text:SummarizeAction",
+    "ai.generate": "plait.actions.ai_text:GenerateAction",
+    "ai.decide": "plait.actions.ai_decide:DecideAction",
+    "doc.extract_text": "plait.actions.documents:ExtractTextAction",
 }
 
 

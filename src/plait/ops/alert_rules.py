@@ -144,6 +144,14 @@ class StepRetries(_Runs):
     threshold: int = Field(ge=0)
 
 
+class Anomaly(_Runs):
+    """A run far slower (or faster) than its workflow's history: ``threshold`` is the
+    robust z-score (see :mod:`plait.ops.insights_anomalies`)."""
+
+    threshold: float = Field(3.5, gt=0)
+    direction: Literal["slow", "fast", "any"] = "any"
+
+
 class ScheduleMissed(_Common):
     grace: Seconds = 300.0
     window: Seconds = 3600.0
@@ -195,6 +203,7 @@ MODELS: dict[str, type[_Common]] = {
     "error_rate": ErrorRate,
     "http_latency": HttpLatency,
     "service_down": ServiceDown,
+    "anomaly": Anomaly,
 }
 assert set(MODELS) == set(KINDS)
 

@@ -1,5 +1,5 @@
 """Observations for the rules that read the store: run outcomes, long runs, retried
-steps, missed schedule fires and worker heartbeats.
+steps, missed schedule fires, worker heartbeats and anomalous runs.
 
 Each function turns the store's facts (:mod:`plait.store.server_alert_facts`) into
 :class:`~plait.ops.alerts.Observation` s keyed as the rule groups them — by workflow
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from plait.store.server import ServerStore
 
 ALL = "*"
+#: the anomalous runs an anomaly rule reads at most per pass
+ANOMALY_LIMIT = 500
 
 
 def _key(rule: Rule, workflow: str, namespace: str) -> tuple[str, dict[str, str]]:
@@ -143,6 +145,43 @@ def worker_silent(store: ServerStore, rule: Rule, now: float) -> list[Observatio
     return found
 
 
+def anomaly(store: ServerStore, rule: Rule, now: float) -> list[Observation]:
+    """Runs that succeeded in the window with a duration far outside their history
+    (:mod:`plait.ops.insights_anomalies`, robust z-score at least ``threshold``); the
+    value is the largest ``|z|`` of a key, and the alert names that run."""
+    from plait.ops.insights import HistoryFilter, Insights
+    from plait.ops.insights_anomalies import Thresholds
+
+    insights = Insights(store, method="tokens", thresholds=Thresholds(score=rule.threshold))
+    where = HistoryFilter(workflow=rule.workflow, namespace=rule.namespace)
+    flagged = [
+        a
+        for a in insights.anomalies(now - rule.window, where, ANOMALY_LIMIT, steps=False)
+        if rule.direction in ("any", a.direction)
+    ]
+    found: dict[str, Observation] = {}
+    more: dict[str, int] = {}
+    for a in sorted(flagged, key=lambda a: (-abs(a.score), -a.at, a.run_id)):
+        key, labels = _key(rule, a.workflow, a.namespace)
+        if key in found:
+            more[key] = more.get(key, 0) + 1
+            continue
+        times = (
+            a.duration / max(a.median, 1e-3)
+            if a.direction == "slow"
+            else a.median / max(a.duration, 1e-3)
+        )
+        how = "slower" if a.direction == "slow" else "faster"
+        detail = (
+            f"{_subject(key)}: run {a.run_id} of {a.workflow} took {format_duration(a.duration)}, "
+            f"{times:.1f}× {how} than its median of {format_duration(a.median)} "
+            f"(robust z {a.score:+.1f})"
+        )
+        info = {"run_id": a.run_id, "workflow": a.workflow, "direction": a.direction}
+        found[key] = Observation(key, round(abs(a.score), 2), detail, labels=labels, info=info)
+    return [_and_more(o, more.get(o.key, 0), "run") for o in found.values()]
+
+
 #: the store-backed sources by rule kind
 STORE_SOURCES: dict[str, Callable[[Any, Rule, float], list[Observation]]] = {
     "failure_rate": failure_rate,
@@ -150,6 +189,7 @@ STORE_SOURCES: dict[str, Callable[[Any, Rule, float], list[Observation]]] = {
     "step_retries": step_retries,
     "schedule_missed": schedule_missed,
     "worker_silent": worker_silent,
+    "anomaly": anomaly,
 }
 
 __all__ = ["STORE_SOURCES"]

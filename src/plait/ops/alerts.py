@@ -43,12 +43,13 @@ UNITS: dict[str, str] = {
     "error_rate": "ratio",
     "http_latency": "duration",
     "service_down": "flag",
+    "anomaly": "score",
 }
 KINDS: tuple[str, ...] = tuple(UNITS)
 #: kinds whose value is a share of a sample, which must hold ``min_count`` items
 RATIO_KINDS = frozenset({"failure_rate", "error_rate"})
 #: kinds read from the run store (the rest from the schedules, workers or HTTP)
-RUN_KINDS = frozenset({"failure_rate", "run_duration", "step_retries"})
+RUN_KINDS = frozenset({"failure_rate", "run_duration", "step_retries", "anomaly"})
 HTTP_KINDS = frozenset({"error_rate", "http_latency"})
 
 EVENTS = ("firing", "repeat", "resolved")
@@ -83,6 +84,8 @@ class Rule:
     workflow: str | None = None
     namespace: str | None = None
     group_by: str = "workflow"
+    #: anomaly rules: ``slow``, ``fast`` or ``any``
+    direction: str = "any"
     # HTTP rules and service_down
     url: str | None = None
     quantile: float = 0.95

@@ -18,6 +18,10 @@ highest seen is kept as a *gap* and read again at the next scrapes, for up to
 Durations come with the rows: a run's from its ``run.started`` event to its end event, a
 step attempt's from its ``attempts`` row (the one the event names). A step's action
 (``uses``) comes from the workflow version's plan, cached per version.
+
+AI usage (``plait_ai_tokens_total``, ``plait_ai_cost_usd_total``) comes the same way: a
+``step.succeeded`` row brings only the ``usage`` and ``model`` keys of its step's
+outputs, cut out by the database (see docs/decisions/0004-ai-usage-metrics.md).
 """
 
 from __future__ import annotations
@@ -155,6 +159,8 @@ class RunMetrics(Collector):
         self.steps_ended: dict[tuple[str, ...], float] = {}
         self.retries: dict[tuple[str, ...], float] = {}
         self.misses: dict[tuple[str, ...], float] = {}
+        self.ai_tokens: dict[tuple[str, ...], float] = {}
+        self.ai_cost: dict[tuple[str, ...], float] = {}
         self.run_seconds = _Histogram(RUN_BUCKETS)
         self.step_seconds = _Histogram(STEP_BUCKETS)
         self.lag_seconds = _Histogram(LAG_BUCKETS)
@@ -243,6 +249,8 @@ class RunMetrics(Collector):
         uses = self._uses_of(row.version_id, row.node)
         if uses == _GROUP or row.fanout is not None:
             return  # its children are counted
+        if status == "succeeded":
+            _count_usage(self, row)
         if status == "retrying":
             _add(self.retries, (row.workflow, uses))
         elif "step." + status in STEP_ENDS:
@@ -306,6 +314,18 @@ class RunMetrics(Collector):
             ["workflow"],
             self.misses,
         )
+        yield _counter(
+            "plait_ai_tokens",
+            "Tokens that AI steps used (their `usage` output), by workflow, model and kind.",
+            ["workflow", "model", "kind"],
+            self.ai_tokens,
+        )
+        yield _counter(
+            "plait_ai_cost_usd",
+            "What AI steps cost in USD (connections with prices), by workflow and model.",
+            ["workflow", "model"],
+            self.ai_cost,
+        )
         yield self.run_seconds.family(
             "plait_run_duration_seconds",
             "Time from a run's start to its end, by workflow and final status.",
@@ -331,6 +351,23 @@ def _kind(step: Any) -> str:
 
 def _add(counts: dict[tuple[str, ...], float], key: tuple[str, ...]) -> None:
     counts[key] = counts.get(key, 0.0) + 1.0
+
+
+def _count_usage(metrics: RunMetrics, row: Any) -> None:
+    """Add a succeeded step's ``usage`` output (``plait.ai.llm.Usage.as_output()``)."""
+    usage = row.ai_usage
+    if not isinstance(usage, dict):
+        return
+    model = row.ai_model if isinstance(row.ai_model, str) and row.ai_model else "unknown"
+    for kind in ("prompt", "completion"):
+        tokens = usage.get(f"{kind}_tokens")
+        if isinstance(tokens, int | float) and not isinstance(tokens, bool) and tokens > 0:
+            key = (row.workflow, model[:200], kind)
+            metrics.ai_tokens[key] = metrics.ai_tokens.get(key, 0.0) + float(tokens)
+    cost = usage.get("cost")
+    if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
+        where = (row.workflow, model[:200])
+        metrics.ai_cost[where] = metrics.ai_cost.get(where, 0.0) + float(cost)
 
 
 def _event_rows(where: Any) -> Any:
@@ -373,6 +410,9 @@ def _event_rows(where: Any) -> Any:
             a.started_at.label("attempt_started"),
             a.finished_at.label("attempt_finished"),
             case((e.type.in_(RUN_ENDS), run_started), else_=None).label("run_started"),
+            # AI usage: only these two keys of a succeeded step's outputs leave the database
+            case((e.type == "step.succeeded", s.outputs["usage"]), else_=None).label("ai_usage"),
+            case((e.type == "step.succeeded", s.outputs["model"]), else_=None).label("ai_model"),
         )
         .select_from(joined)
         .where(where)

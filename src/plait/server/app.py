@@ -81,6 +81,12 @@ def create_app(services: Services) -> FastAPI:
     )
     api += (workers,)
     api += (logs,)
+    from plait.server.routes import drafts
+
+    api += (drafts,)
+    from plait.server.routes import insights
+
+    api += (insights,)
     for module in api:
         app.include_router(module.router, prefix=API_PREFIX)
     from plait.server import ui

@@ -29,6 +29,7 @@ from plait.store.base import Page, VersionRecord
 from plait.store.server_alerts import AlertStore
 from plait.store.server_concurrency import ConcurrencyStore
 from plait.store.server_connections import ConnectionStore
+from plait.store.server_insights import InsightStore
 from plait.store.server_logs import LogSearchStore
 from plait.store.server_records import (
     GLOBAL_NAMESPACE,
@@ -62,12 +63,14 @@ class ServerStore(
     AlertStore,
     WorkerStore,
     LogSearchStore,
+    InsightStore,
 ):
     """Deployments, versions and idempotency (here); schedules, fires and events
     (:class:`TriggerStore`); secrets (:class:`SecretStore`); connections
     (:class:`ConnectionStore`); concurrency admission (:class:`ConcurrencyStore`);
     alert rules, alerts and their notifications (:class:`AlertStore`); the worker
-    registry (:class:`WorkerStore`); log search (:class:`LogSearchStore`)."""
+    registry (:class:`WorkerStore`); log search (:class:`LogSearchStore`); the history
+    the insights read (:class:`InsightStore`)."""
 
     def __init__(self, sql_store: SqlStore, clock: Callable[[], float] = time.time) -> None:
         super().__init__(sql_store, clock)

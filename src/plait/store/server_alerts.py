@@ -13,15 +13,18 @@ evaluators, and one whose sender died is sent by another after the lease.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.engine import Connection
 
-from plait.errors import ConflictError, NotFound
+from plait.errors import ConflictError, NotFound, StoreError
 from plait.ops.alerts import AlertState, Transition
+from plait.store.base import Page
+from plait.store.codec import decode_cursor, encode_cursor
 from plait.store.server_alert_facts import AlertFacts
 from plait.store.tables import alert_notifications, alert_rules, alert_states, alerts
 
@@ -294,24 +297,54 @@ class AlertStore(AlertFacts):
     def list_alerts(
         self, *, state: str | None = None, rule: str | None = None, limit: int = 100
     ) -> list[AlertRecord]:
+        """The first ``limit`` alerts in the order of :meth:`alert_page`."""
+        return list(self.alert_page(state=state, rule=rule, limit=limit).items)
+
+    def alert_page(
+        self,
+        *,
+        state: str | None = None,
+        rule: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page:
         """Current alerts first (pending, then firing, newest first), then resolved
-        ones, newest first; at most ``limit``."""
+        ones, most recently resolved first: ``limit`` of them after ``cursor`` (the
+        ``next_cursor`` of the page before), :class:`AlertRecord` items."""
+        after = _position(cursor) if cursor else None
         found: list[AlertRecord] = []
-        if state in (None, "pending"):
-            pending = [s for s in self.alert_states(rule) if s.state == "pending"]
-            found += sorted((_pending(s) for s in pending), key=lambda a: -a.started_at)
-        a = alerts.c
-        for wanted in ("firing", "resolved"):
-            if state not in (None, wanted) or len(found) >= limit:
+        for part, wanted in enumerate(ALERT_ORDER):
+            if state not in (None, wanted) or len(found) > limit:
                 continue
-            query = select(alerts).where(a.state == wanted)
-            if rule is not None:
-                query = query.where(a.rule == rule)
-            order = a.resolved_at.desc() if wanted == "resolved" else a.started_at.desc()
-            query = query.order_by(order, a.id.desc()).limit(limit - len(found))
-            with self._read() as conn:
-                found += [_alert(r) for r in conn.execute(query).mappings()]
-        return found[:limit]
+            if after is not None and part < after[0]:
+                continue
+            start = after[1:] if after is not None and part == after[0] else None
+            found += self._alerts_in(wanted, rule, start, limit + 1 - len(found))
+        items = found[:limit]
+        return Page(items, _alert_cursor(items[-1]) if len(found) > limit else None)
+
+    def _alerts_in(
+        self, state: str, rule: str | None, after: tuple[float, Any] | None, limit: int
+    ) -> list[AlertRecord]:
+        """Up to ``limit`` alerts in ``state``, in page order, after ``after``."""
+        if state == "pending":
+            found = [_pending(s) for s in self.alert_states(rule) if s.state == "pending"]
+            found.sort(key=_pending_order)
+            if after is not None:
+                at, (last_rule, last_key) = after
+                found = [a for a in found if _pending_order(a) > (-at, last_rule, last_key)]
+            return found[:limit]
+        a = alerts.c
+        at_column = a.resolved_at if state == "resolved" else a.started_at
+        query = select(alerts).where(a.state == state)
+        if rule is not None:
+            query = query.where(a.rule == rule)
+        if after is not None:
+            at, last_id = after
+            query = query.where(or_(at_column < at, and_(at_column == at, a.id < last_id)))
+        query = query.order_by(at_column.desc(), a.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [_alert(r) for r in conn.execute(query).mappings()]
 
     def prune_alerts(self, resolved_before: float, notified_before: float) -> tuple[int, int]:
         """Forget alerts resolved before ``resolved_before`` and notifications sent (or
@@ -472,4 +505,46 @@ def _outbox(
     }
 
 
-__all__ = ["SOURCES", "AlertRecord", "AlertRuleRecord", "AlertStore", "NotificationRecord"]
+# -- alert pages ----------------------------------------------------------------------------
+#: the order of :meth:`AlertStore.alert_page`: its parts, one after the other
+ALERT_ORDER = ("pending", "firing", "resolved")
+
+
+def _pending_order(alert: AlertRecord) -> tuple[float, str, str]:
+    return (-alert.started_at, alert.rule, alert.key)
+
+
+def _alert_cursor(alert: AlertRecord) -> str:
+    """The position of ``alert`` in the page order, as the runs' opaque cursor: its
+    time, and its state with its id (a pending alert has none: its rule and key)."""
+    if alert.state == "pending":
+        return encode_cursor(alert.started_at, "pending:" + json.dumps([alert.rule, alert.key]))
+    at = alert.resolved_at if alert.state == "resolved" else alert.started_at
+    assert at is not None
+    return encode_cursor(at, f"{alert.state}:{alert.id}")
+
+
+def _position(cursor: str) -> tuple[int, float, Any]:
+    """(part of :data:`ALERT_ORDER`, time, id — or rule and key) of an alert cursor."""
+    at, tie = decode_cursor(cursor)
+    state, _, rest = tie.partition(":")
+    try:
+        if state == "pending":
+            rule, key = json.loads(rest)
+            if isinstance(rule, str) and isinstance(key, str):
+                return 0, at, (rule, key)
+        elif state in ALERT_ORDER:
+            return ALERT_ORDER.index(state), at, int(rest)
+    except (ValueError, TypeError):
+        pass
+    raise StoreError(f"invalid cursor {cursor!r}")
+
+
+__all__ = [
+    "ALERT_ORDER",
+    "SOURCES",
+    "AlertRecord",
+    "AlertRuleRecord",
+    "AlertStore",
+    "NotificationRecord",
+]

@@ -25,7 +25,7 @@ from plait.runtime.ids import new_run_id
 from plait.runtime.service import DecisionError
 from plait.server.deps import Principal, check, principal
 from plait.server.errors import ApiError
-from plait.server.routes import runs_access, runs_logs, workers
+from plait.server.routes import insights, runs_access, runs_logs, workers
 from plait.server.routes.runs_views import (
     DecisionBody,
     RetryBody,
@@ -61,6 +61,7 @@ def _detail_of(services: Services, snap: RunSnapshot) -> RunDetail:
     attempts = services.store.attempts(run_id)
     version = runs_access.version_number(services, run.version_id)
     detail = run_detail(plan, run, snap.steps, attempts, version)
+    detail.anomaly = insights.run_anomaly(services, run)  # cached once the run has ended
     return workers.with_wait_reasons(services, detail, snap.steps)
 
 

@@ -106,9 +106,24 @@ class RunOut(BaseModel):
     duration: float | None
 
 
+class RunAnomalyOut(BaseModel):
+    """A run whose duration is far outside its workflow's history (see
+    ``GET /api/v1/insights/anomalies``)."""
+
+    score: float = Field(description="Robust z-score of the run's duration; negative: faster.")
+    duration: float = Field(description="Seconds the run took.")
+    median: float = Field(description="Median seconds of its workflow's recent successful runs.")
+    direction: Literal["slow", "fast"]
+
+
 class RunDetail(RunOut):
     trigger: dict[str, Any]
     steps: list[StepOut]
+    anomaly: RunAnomalyOut | None = Field(
+        None,
+        description="Set when the run succeeded far slower or faster than its workflow "
+        "usually does (robust z-score of 3.5 or more); null otherwise and while it runs.",
+    )
 
 
 class RunPage(BaseModel):
