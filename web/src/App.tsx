@@ -17,6 +17,7 @@ const Account = lazy(() => import('./pages/Account'));
 const Alerts = lazy(() => import('./pages/Alerts'));
 const Workers = lazy(() => import('./pages/Workers'));
 const LogSearch = lazy(() => import('./pages/LogSearch'));
+const Insights = lazy(() => import('./pages/Insights'));
 
 /** How often the header asks how many alerts fire. */
 const BADGE_POLL_MS = 30_000;
@@ -83,6 +84,7 @@ function Shell() {
             )}
           </NavLink>
           <NavLink to="/workers">Workers</NavLink>
+          {hasRole(me, 'viewer', '*') && <NavLink to="/insights">Insights</NavLink>}
           {isAdmin && <NavLink to="/admin">Administration</NavLink>}
         </nav>
         <NavLink className="who" to="/account" aria-label={me ? `Account of ${me.name}` : 'Account'}>
@@ -112,6 +114,8 @@ function Shell() {
             <Route path="/alerts" element={<Alerts />} />
             <Route path="/alerts/:tab" element={<Alerts />} />
             <Route path="/workers" element={<Workers />} />
+            <Route path="/insights" element={<Insights />} />
+            <Route path="/insights/:tab" element={<Insights />} />
             <Route path="/account" element={<Account name={me?.name} />} />
             <Route path="/admin" element={<Admin />} />
             <Route path="/admin/:tab" element={<Admin />} />

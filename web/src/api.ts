@@ -230,3 +230,116 @@ export async function followSse(path: string, onEvent: (e: SseEvent) => void, si
     delay = Math.min(delay * 2, 10000);
   }
 }
+
+// -- AI service: insights over the run history, drafts of workflows from a sentence ----------
+
+/** One failed step attempt of a failure cluster. */
+export interface FailureExample {
+  run_id: string;
+  workflow: string;
+  step: string;
+  attempt: number;
+  error: string;
+  at: string;
+}
+
+/** Failed step attempts grouped by the similarity of their error text. */
+export interface FailureCluster {
+  id: string;
+  /** The representative error line. */
+  label: string;
+  count: number;
+  first_seen: string;
+  last_seen: string;
+  workflows: string[];
+  steps: { workflow: string; step: string; count: number }[];
+  examples: FailureExample[];
+}
+
+export interface FailureClusters {
+  /** `embeddings` with the offline sentence model, `tokens` without it. */
+  method: 'embeddings' | 'tokens';
+  clusters: FailureCluster[];
+}
+
+/** A run (`step` null) or a step whose duration is far outside its own history. */
+export interface Anomaly {
+  run_id: string;
+  workflow: string;
+  step: string | null;
+  duration: number;
+  median: number;
+  mad: number;
+  /** Robust z-score: (duration - median) / (1.4826 · MAD). */
+  score: number;
+  direction: 'slow' | 'fast';
+  at: string;
+}
+
+/** A retry policy or timeout the history suggests for a step. */
+export interface Suggestion {
+  workflow: string;
+  step: string;
+  kind: 'retries' | 'timeout';
+  current: unknown;
+  /** A YAML-ready value: `{retries: {...}}` or `{timeout: "4m"}`. */
+  suggested: Record<string, unknown>;
+  reason: string;
+  evidence: Record<string, unknown>;
+}
+
+/** The anomaly flag of `GET /runs/{id}` (null or absent: nothing unusual). */
+export interface RunAnomaly {
+  score: number;
+  duration: number;
+  median: number;
+  direction: 'slow' | 'fast';
+}
+
+export interface InsightFilter {
+  namespace?: string;
+  workflow?: string;
+  /** ISO time: only what happened since. */
+  since?: string;
+  limit?: number;
+}
+
+export function getFailureClusters(f: InsightFilter = {}): Promise<FailureClusters> {
+  return api<FailureClusters>(`${API}/insights/failures${qs({ ...f })}`);
+}
+
+export function getAnomalies(f: InsightFilter = {}): Promise<{ anomalies: Anomaly[] }> {
+  return api<{ anomalies: Anomaly[] }>(`${API}/insights/anomalies${qs({ ...f })}`);
+}
+
+export function getSuggestions(f: Pick<InsightFilter, 'namespace' | 'workflow'> = {}): Promise<{ suggestions: Suggestion[] }> {
+  return api<{ suggestions: Suggestion[] }>(`${API}/insights/suggestions${qs({ ...f })}`);
+}
+
+export interface DraftRequest {
+  prompt: string;
+  /** The name of an `llm` connection (of `namespace`, or a global one). */
+  connection: string;
+  namespace?: string;
+  model?: string | null;
+}
+
+export interface DraftProblem {
+  line: number | null;
+  column: number | null;
+  message: string;
+}
+
+export interface DraftResult {
+  /** The workflow as YAML text. */
+  source: string;
+  valid: boolean;
+  errors: DraftProblem[];
+  model: string;
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number; cost: number | null };
+}
+
+/** Ask an LLM connection for a workflow draft; nothing is deployed. */
+export function createDraft(body: DraftRequest): Promise<DraftResult> {
+  return api<DraftResult>(`${API}/drafts`, { method: 'POST', json: body });
+}

@@ -16,10 +16,12 @@ import '@xyflow/react/dist/style.css';
 import { DragEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { useLocation, useNavigate, useParams } from 'react-router-dom';
 import { api, ApiError } from '../api';
+import { hasRole, useMe } from '../me';
 import { VersionHistory } from '../pages/VersionHistory';
 import { ErrorBox, errorText, WorkflowDetail } from '../util';
 import { type ActionInfo, actionTitle, newStepBody, useActions } from './actions';
 import { lineDiff } from './diff';
+import DraftDialog from './DraftDialog';
 import { flowEdges, flowNodes } from './flow';
 import { type GroupKind, groupProblem, groupSteps, ungroupStep } from './groups';
 import { layoutGraph } from './layout';
@@ -309,6 +311,8 @@ function Editor() {
   const baselineRef = useRef(baseline);
   baselineRef.current = baseline;
   const deployedName = useRef<string | null>(null);
+  const me = useMe();
+  const [drafting, setDrafting] = useState(false);
 
   useEffect(() => {
     if (!name) {
@@ -401,6 +405,11 @@ function Editor() {
         <h1 id="editor-title">{name ? `Edit ${name}` : 'New workflow'}</h1>
         <div className="actions">
           <span className="muted">{text === baseline ? 'no changes' : 'unsaved changes'}</span>
+          {hasRole(me, 'editor', '*') && (
+            <button type="button" className="secondary" onClick={() => setDrafting(true)} aria-haspopup="dialog">
+              Draft with AI…
+            </button>
+          )}
           <button type="button" onClick={() => setReview(true)} disabled={!parsed.graph || text === baseline}>
             Deploy…
           </button>
@@ -426,6 +435,20 @@ function Editor() {
         <div className="error" role="alert">
           YAML: {parsed.errors.map((e) => (e.line ? `line ${e.line}: ` : '') + e.message).join('; ')}
         </div>
+      )}
+      {drafting && (
+        <DraftDialog
+          namespace={topValue(text, 'namespace') || 'default'}
+          replacesChanges={text !== baseline && text !== newWorkflowText('my-workflow')}
+          onClose={() => setDrafting(false)}
+          onUse={(source) => {
+            setDrafting(false);
+            setSelection([]);
+            setProblems([]);
+            edit(source);
+            setMessage('Loaded the AI draft as an unsaved change: review it on the canvas or in the YAML tab, then deploy as usual.');
+          }}
+        />
       )}
       {review && (
         <div className="card review" role="dialog" aria-labelledby="review-title" aria-modal="false">

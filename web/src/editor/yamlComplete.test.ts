@@ -42,6 +42,13 @@ describe('YAML completion', () => {
     expect(at('steps:\n  - id: a\n    retries:\n      bac|')!.labels).toContain('backoff');
   });
 
+  it('offers where a step runs: queue, runs_on and priority, in a step and under defaults:', () => {
+    const step = completionsAt('steps:\n  - id: a\n    run: x\n    q', 33, ACTIONS)!;
+    expect(step.options.find((o) => o.label === 'queue')).toEqual(expect.objectContaining({ apply: 'queue: ', detail: expect.stringContaining('worker queue') }));
+    expect(step.options.map((o) => o.label)).toEqual(expect.arrayContaining(['runs_on', 'priority']));
+    expect(at('defaults:\n  pri|')!.labels).toEqual(expect.arrayContaining(['priority', 'queue', 'runs_on', 'timeout', 'retries']));
+  });
+
   it('stays quiet where it knows nothing', () => {
     expect(at('steps:\n  - id: a\n    run: ec|')).toBeNull();
     expect(at('labels:\n  sta|')).toBeNull();

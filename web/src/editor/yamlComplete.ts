@@ -36,6 +36,13 @@ const TOP: [string, string][] = [
   ['outputs', "the run's outputs"],
 ];
 
+/** Where a step runs: the keys a step, a group and `defaults:` share (docs/cluster.md). */
+const ROUTING: [string, string][] = [
+  ['queue', 'the worker queue that runs it, default "default"'],
+  ['runs_on', 'tags a worker must have, e.g. {gpu: a100}'],
+  ['priority', 'order among due steps, higher first (default 0)'],
+];
+
 const STEP: [string, string][] = [
   ['id', 'unique step id'],
   ['name', 'display name'],
@@ -51,8 +58,17 @@ const STEP: [string, string][] = [
   ['outputs', "the step's outputs"],
   ['for_each', 'fan out over a list'],
   ['max_parallel', 'bound for for_each'],
+  ...ROUTING,
   ['parallel', 'steps run at the same time'],
   ['sequence', 'steps run one after the other'],
+];
+
+const DEFAULTS: [string, string][] = [
+  ['timeout', 'of every step, e.g. 10m'],
+  ['retries', 'a count or a policy'],
+  ['on_error', 'fail | continue | retry'],
+  ['env', 'environment of every step'],
+  ...ROUTING,
 ];
 
 const RETRY: [string, string][] = [
@@ -186,5 +202,6 @@ export function completionsAt(text: string, pos: number, actions: ActionInfo[]):
   }
   if (isStep(ctx.chain)) return { from, options: asKeys(STEP) };
   if (ctx.chain[ctx.chain.length - 1] === 'retries') return { from, options: asKeys(RETRY) };
+  if (ctx.chain.length === 1 && ctx.chain[0] === 'defaults') return { from, options: asKeys(DEFAULTS) };
   return null;
 }

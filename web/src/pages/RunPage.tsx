@@ -1,8 +1,9 @@
 import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { Link, useParams, useSearchParams } from 'react-router-dom';
-import { api, followSse } from '../api';
+import { api, followSse, type RunAnomaly } from '../api';
 import { ACTIVE, ErrorBox, errorText, fmtDuration, fmtTime, RunDetail, RunStep, StatusBadge } from '../util';
 import Gantt from './Gantt';
+import { anomalyDetail, anomalyText } from './insights';
 
 const RunGraph = lazy(() => import('../editor/RunGraph'));
 
@@ -20,7 +21,7 @@ export default function RunPage() {
   // a log search hit opens the run on its step with the line marked (?step=&line=)
   const [params] = useSearchParams();
   const markedLine = Number(params.get('line') ?? '') || null;
-  const [run, setRun] = useState<RunDetail | null>(null);
+  const [run, setRun] = useState<(RunDetail & { anomaly?: RunAnomaly | null }) | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [actionError, setActionError] = useState<string | null>(null);
   const [logs, setLogs] = useState<LogLine[]>([]);
@@ -148,6 +149,18 @@ export default function RunPage() {
         <span className="mono">{run.id}</span> · version {run.version} · attempt {run.attempt} · {run.trigger_type} · started {fmtTime(run.started_at ?? run.created_at)} · {fmtDuration(run.duration)}
         {live && <span className="live"> · live</span>}
       </p>
+      {run.anomaly && (
+        <p className={`anomaly-flag anomaly-flag-${run.anomaly.direction}`} data-testid="anomaly-badge">
+          <span className={`badge anomaly-${run.anomaly.direction}`} title={anomalyDetail(run.anomaly)} tabIndex={0} aria-describedby="anomaly-numbers">
+            unusual duration
+          </span>{' '}
+          {anomalyText(run.anomaly)}
+          <span id="anomaly-numbers" className="sr-only">
+            {anomalyDetail(run.anomaly)}
+          </span>{' '}
+          <Link to={`/insights/anomalies?workflow=${encodeURIComponent(run.workflow)}`}>other anomalies of {run.workflow}</Link>
+        </p>
+      )}
       <div role="status" aria-live="polite" className="sr-only">
         Run status: {run.status}
       </div>

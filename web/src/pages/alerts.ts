@@ -64,7 +64,7 @@ export function sortAlerts(alerts: Alert[]): Alert[] {
 }
 
 /** The unit of the value each kind compares with its threshold (as ops/alerts.py UNITS). */
-export const UNITS: Record<string, 'ratio' | 'duration' | 'count' | 'flag'> = {
+export const UNITS: Record<string, 'ratio' | 'duration' | 'count' | 'flag' | 'score'> = {
   failure_rate: 'ratio',
   run_duration: 'duration',
   step_retries: 'count',
@@ -73,6 +73,7 @@ export const UNITS: Record<string, 'ratio' | 'duration' | 'count' | 'flag'> = {
   error_rate: 'ratio',
   http_latency: 'duration',
   service_down: 'flag',
+  anomaly: 'score',
 };
 
 export const KINDS = Object.keys(UNITS);
@@ -198,6 +199,15 @@ export const KIND_FIELDS: Record<string, { properties: Record<string, JsonSchema
       timeout: duration('How long to wait for an answer', '10s'),
     },
     required: ['url'],
+  },
+  anomaly: {
+    description: "A run far slower (or faster) than its workflow's own history (robust z-score; see Insights).",
+    properties: {
+      threshold: { type: 'number', exclusiveMinimum: 0, default: 3.5, description: 'Fires when a run scores at least this (robust z-score).' },
+      direction: { enum: ['slow', 'fast', 'any'], default: 'any', description: 'Which runs count: slower, faster, or either.' },
+      ...RUN_FIELDS,
+    },
+    required: [],
   },
 };
 

@@ -65,6 +65,14 @@ describe('alerts', () => {
     expect(validateForm(fieldsFor(ruleSchema('service_down')), {}, ruleSchema('service_down'))).toEqual({ url: 'required' });
   });
 
+  it('offers the anomaly kind with its score threshold and direction', () => {
+    const fields = fieldsFor(ruleSchema('anomaly'));
+    expect(fields.map((f) => f.name).slice(0, 2)).toEqual(['threshold', 'direction']);
+    expect(fields.find((f) => f.name === 'direction')).toMatchObject({ kind: 'select', options: ['slow', 'fast', 'any'] });
+    expect(validateForm(fields, {}, ruleSchema('anomaly'))).toEqual({});
+    expect(formatValue('score', 4.25)).toBe('4.25');
+  });
+
   it('keeps the common fields when the kind changes and drops the others', () => {
     expect(changeKind({ kind: 'failure_rate', threshold: '5%', min_runs: 3, severity: 'critical', channels: ['ops'] }, 'worker_silent')).toEqual({
       kind: 'worker_silent',
