@@ -234,10 +234,9 @@ class LocalSession:
         self.runner.cancel(run_id, "cancelled by user (interrupt)")
 
     async def _finish(self, plan: Plan, run_id: str) -> RunResult:
-        run = await self.runner.wait(run_id)
-        snap = self.store.load_run(run_id)
-        del run
-        return build_result(plan, snap.run, {s.key: s for s in snap.steps})
+        await self.runner.wait(run_id)
+        run, steps = self.runner.committed(run_id)
+        return build_result(plan, run, steps)
 
     async def close(self) -> None:
         await self.runner.close()

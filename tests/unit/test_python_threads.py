@@ -51,3 +51,48 @@ async def test_runs_again_after_close() -> None:
 
 def _divide(n: int) -> float:
     return 1 / n
+
+
+async def test_call_waits_in_place_only_for_an_idle_loop_and_only_briefly() -> None:
+    """``call`` takes a quick result without a trip through the selector when the loop
+    has nothing else to run; a slow function or a busy loop gets the future instead,
+    and the loop keeps running other work meanwhile."""
+    threads = _Threads(limit=4)
+    loop = asyncio.get_running_loop()
+    handed: list[str] = []
+    original = loop.call_soon_threadsafe
+
+    def spy(callback: object, *args: object, **kw: object) -> object:
+        handed.append(getattr(callback, "__name__", "?"))
+        return original(callback, *args, **kw)  # type: ignore[arg-type]
+
+    loop.call_soon_threadsafe = spy  # type: ignore[method-assign]
+    try:
+        _VAR.set("ctx")
+        threads.SPIN = 30.0  # however slow this machine: the idle loop waits in place
+        assert await threads.call(_VAR.get, {}) == "ctx"
+        with pytest.raises(ZeroDivisionError):
+            await threads.call(_divide, {"n": 0})
+        assert "_settle" not in handed  # both came back in place
+        threads.SPIN = 0.0005
+
+        ticks: list[int] = []
+
+        async def ticker() -> None:
+            for i in range(20):
+                ticks.append(i)
+                await asyncio.sleep(0)
+
+        busy = asyncio.create_task(ticker())
+        gate = threading.Event()
+        slow = asyncio.create_task(threads.call(gate.wait, {"timeout": 5}))
+        await asyncio.sleep(0.05)
+        assert not slow.done()
+        assert len(ticks) == 20  # the loop went on while the slow call ran
+        gate.set()
+        assert await asyncio.wait_for(slow, 2) is True
+        assert "_settle" in handed  # the slow one came back through the loop
+        await busy
+    finally:
+        loop.call_soon_threadsafe = original  # type: ignore[method-assign]
+        threads.close()

@@ -23,6 +23,7 @@ computed from the run id even when tracing is off, so a log line leads to the tr
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -77,8 +78,10 @@ def run_span_id(run_id: str) -> int:
     return int.from_bytes(digest[:8], "big") or 1
 
 
+@functools.lru_cache(maxsize=4096)
 def trace_hex(run_id: str) -> str:
-    """The trace id as logs and tracing backends show it (32 hex digits)."""
+    """The trace id as logs and tracing backends show it (32 hex digits); cached, as
+    every attempt of a run binds it to its log context."""
     return f"{trace_id_of(run_id):032x}"
 
 

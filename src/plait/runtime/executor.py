@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from plait import expr
+from plait import expr, fastjson
 from plait.actions.base import Action, ActionContext, ActionFailed, ActionResult
 from plait.engine.api import Outcome
 from plait.errors import ExpressionError
@@ -70,7 +70,7 @@ def _outputs(node: StepPlan, result: ActionResult, scope: Mapping[str, Any]) -> 
 
 def _check_json(outputs: dict[str, Any], node: StepPlan) -> None:
     try:
-        json.dumps(outputs)
+        fastjson.dumps(outputs)
     except (TypeError, ValueError) as exc:
         raise ActionFailed(
             f"outputs of step {node.key!r} are not JSON-serialisable: {exc}", retryable=False

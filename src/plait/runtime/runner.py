@@ -266,6 +266,13 @@ class Runner:
         self.flush_logs()
         return h.machine.run
 
+    def committed(self, run_id: str) -> tuple[RunState, dict[str, StepState]]:
+        """The run and its steps as last committed by this runner (public values:
+        outputs and errors already masked) — what reloading them would give, without
+        reading every step row back."""
+        machine = self._runs[run_id].machine
+        return machine.run, dict(machine.steps)
+
     async def _sleep(self, seconds: float) -> None:
         """Until woken or ``seconds`` pass. Not ``asyncio.wait_for``: that makes a task
         per call, and this loop goes round once per committed step."""

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from plait import fastjson
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql import ClauseElement
@@ -47,34 +49,10 @@ def _json_result(value: Any) -> Any:
         raise
 
 
-def _json_dumps() -> Callable[[Any], str]:
-    """``json.dumps`` with its defaults, without building a new C encoder on every call
-    as ``json.dumps`` does (a step's commit encodes about ten small values; this makes
-    each several times cheaper). Anything unusual — a circular value, recursion too
-    deep, no C accelerator — goes to ``json.dumps`` itself for its exact behaviour."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython always has it
-        return json.dumps
-    encode = make(
-        None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii,
-        None, ": ", ", ", False, False, True,
-    )  # fmt: skip
-
-    def dumps(value: Any) -> str:
-        if not value and type(value) is dict:
-            return "{}"
-        try:
-            return "".join(encode(value, 0))
-        except RecursionError:
-            return json.dumps(value)
-
-    return dumps
-
-
 #: The converters a kept statement may name, by kind (SQLite's, as SQLAlchemy makes them).
 BIND_KINDS: dict[str, Callable[[Any], Any]] = {
     "float": float,
-    "json": _json_dumps(),
+    "json": fastjson.dumps,
     "bool": _strict_int_bool,
     "binary": memoryview,
 }
