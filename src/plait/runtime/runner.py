@@ -232,6 +232,7 @@ class Runner:
                     f"{step.key!r}); stop that process first, or resume with --force"
                 )
         for step in running:
+            held = holders.get(step.key)
             record = AttemptRecord(
                 h.id,
                 step.key,
@@ -240,6 +241,7 @@ class Runner:
                 started_at=step.started_at or now,
                 finished_at=now,
                 error="the process running this attempt stopped",
+                worker=held.worker if held is not None else None,
             )
             self._transact(h, finish(step.key, step.attempt, Outcome("interrupted"), now), [record])
 

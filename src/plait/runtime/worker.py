@@ -209,6 +209,7 @@ class Worker(Runner):
                 started_at=attempt.started_at,
                 finished_at=now,
                 error=f"worker {attempt.worker} stopped renewing its lease",
+                worker=attempt.worker,  # the record says who lost it
             )
             self._transact(h, finish(step.key, step.attempt, Outcome("interrupted"), now), [record])
 
