@@ -14,10 +14,10 @@ import pytest
 
 from plait.actions.registry import ActionRegistry
 from plait.errors import ValidationError
-from plait.local import LocalSession, RunResult
+from plait.local import RunResult
 from plait.model import load_workflow
-from plait.settings import Settings
 from tests.ai.openai_server import OpenAiServer
+from tests.ai.workflows import run
 
 KEY = "sk-paths-91b2c"
 
@@ -34,16 +34,6 @@ def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAiServer]:
             "PLAIT_CONNECTION_WEB", json.dumps({"type": "http", "base_url": server.url})
         )
         yield server
-
-
-async def run(tmp_path: Path, source: str, inputs: dict[str, Any] | None = None) -> RunResult:
-    home = tmp_path / "home"
-    session = LocalSession(Settings(home=home, database_url=f"sqlite:///{home}/plait.db"))
-    try:
-        plan = load_workflow(source, "wf.yaml", session.registry.input_models()).plan
-        return await session.run(plan, source, inputs or {}, workdir=tmp_path)
-    finally:
-        await session.close()
 
 
 def outputs(result: RunResult, step: str) -> dict[str, Any]:

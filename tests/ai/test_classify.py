@@ -13,9 +13,9 @@ from plait.actions.registry import ActionRegistry
 from plait.ai import embeddings
 from plait.ai.text import THRESHOLD, classify, label_sentence, softmax, zero_shot
 from plait.errors import ValidationError
-from plait.local import LocalSession, RunResult
+from plait.local import RunResult
 from plait.model import load_workflow
-from plait.settings import Settings
+from tests.ai.workflows import run
 
 TICKETS = json.loads((Path(__file__).parent / "data" / "support_tickets.json").read_text())
 #: measured: 29 of the 30 tickets right (96.7 %) with the descriptions in the fixture
@@ -25,16 +25,6 @@ ACCURACY_FLOOR = 0.9
 @pytest.fixture(scope="module", autouse=True)
 def model() -> None:
     embeddings.load()
-
-
-async def run(tmp_path: Path, source: str, inputs: dict[str, Any] | None = None) -> RunResult:
-    home = tmp_path / "home"
-    session = LocalSession(Settings(home=home, database_url=f"sqlite:///{home}/plait.db"))
-    try:
-        plan = load_workflow(source, "wf.yaml", session.registry.input_models()).plan
-        return await session.run(plan, source, inputs or {}, workdir=tmp_path)
-    finally:
-        await session.close()
 
 
 # -- accuracy on the labelled tickets ----------------------------------------------------------

@@ -12,9 +12,8 @@ from plait.actions.registry import ActionRegistry
 from plait.ai import embeddings
 from plait.ai.decide import DecisionError, Rule, check, decide
 from plait.errors import ExpressionError, ValidationError
-from plait.local import LocalSession, RunResult
 from plait.model import load_workflow
-from plait.settings import Settings
+from tests.ai.workflows import run
 
 TABLE = [
     Rule("amount > 10000", "cfo", "large", "over 10,000 needs the CFO"),
@@ -83,14 +82,6 @@ def test_check_finds_syntax_errors_without_facts() -> None:
 
 
 # -- in workflows -----------------------------------------------------------------------------
-async def run(tmp_path: Path, source: str, inputs: dict[str, Any] | None = None) -> RunResult:
-    home = tmp_path / "home"
-    session = LocalSession(Settings(home=home, database_url=f"sqlite:///{home}/plait.db"))
-    try:
-        plan = load_workflow(source, "wf.yaml", session.registry.input_models()).plan
-        return await session.run(plan, source, inputs or {}, workdir=tmp_path)
-    finally:
-        await session.close()
 
 
 APPROVAL_ROUTE = """

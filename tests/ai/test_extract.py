@@ -34,9 +34,8 @@ from plait.ai.patterns import (
     words_of,
 )
 from plait.errors import ValidationError
-from plait.local import LocalSession, RunResult
 from plait.model import load_workflow
-from plait.settings import Settings
+from tests.ai.workflows import run
 
 INVOICE = """ACME Supplies GmbH
 Invoice no. INV-2026-0042
@@ -332,14 +331,6 @@ def test_a_schema_that_is_no_object_schema_is_refused(schema: Any, message: str)
 
 
 # -- in workflows -----------------------------------------------------------------------------
-async def run(tmp_path: Path, source: str, inputs: dict[str, Any] | None = None) -> RunResult:
-    home = tmp_path / "home"
-    session = LocalSession(Settings(home=home, database_url=f"sqlite:///{home}/plait.db"))
-    try:
-        plan = load_workflow(source, "wf.yaml", session.registry.input_models()).plan
-        return await session.run(plan, source, inputs or {}, workdir=tmp_path)
-    finally:
-        await session.close()
 
 
 INTAKE = """

@@ -11,9 +11,7 @@ import pytest
 
 from plait.ai import embeddings
 from plait.ai.text import choose_within, mmr, split_sentences, summarize
-from plait.local import LocalSession, RunResult
-from plait.model import load_workflow
-from plait.settings import Settings
+from tests.ai.workflows import run
 
 REPORT = """Quarterly operations report
 
@@ -146,14 +144,6 @@ def test_a_text_shorter_than_asked_is_its_own_summary() -> None:
 
 
 # -- in workflows -----------------------------------------------------------------------------
-async def run(tmp_path: Path, source: str, inputs: dict[str, Any] | None = None) -> RunResult:
-    home = tmp_path / "home"
-    session = LocalSession(Settings(home=home, database_url=f"sqlite:///{home}/plait.db"))
-    try:
-        plan = load_workflow(source, "wf.yaml", session.registry.input_models()).plan
-        return await session.run(plan, source, inputs or {}, workdir=tmp_path)
-    finally:
-        await session.close()
 
 
 DIGEST = """
