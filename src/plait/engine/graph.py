@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from plait.engine.state import STEP_ACTIVE, RunState, RunStatus, StepState, StepStatus
 from plait.model.plan import PHASES, Phase, Plan, StepPlan
@@ -182,3 +183,15 @@ def _mark(keys: dict[str, None], key: str, delta: int) -> None:
         keys[key] = None
     else:
         keys.pop(key, None)
+
+
+def new_step(node: StepPlan, key: str, **fields: Any) -> StepState:
+    """A new step of ``node``, routed as its plan says (the store's claim reads it)."""
+    return StepState(
+        key=key,
+        node=node.key,
+        queue=node.queue,
+        runs_on=dict(node.runs_on),
+        priority=node.priority,
+        **fields,
+    )

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from plait.engine.api import Outcome, Transition
-from plait.engine.graph import BUSY, RunGraph, item_key, waiting_reason
+from plait.engine.fanout import ending, items_of
+from plait.engine.graph import BUSY, RunGraph, item_key, new_step, waiting_reason
 from plait.engine.retry import format_time, honour_retry_after, jitter_seed, retry_delay
 from plait.engine.scope import (
     ScopeBuilder,
@@ -38,18 +39,6 @@ S = StepStatus
 _FAILED = frozenset({S.FAILED, S.TIMED_OUT})
 #: After this many interruptions the step is probably what kills its process.
 MAX_INTERRUPTIONS = 3
-
-
-def _new_step(node: StepPlan, key: str, **fields: Any) -> StepState:
-    """A new step of ``node``, routed as its plan says (the store's claim reads it)."""
-    return StepState(
-        key=key,
-        node=node.key,
-        queue=node.queue,
-        runs_on=dict(node.runs_on),
-        priority=node.priority,
-        **fields,
-    )
 
 
 class RunMachine:
@@ -78,7 +67,7 @@ class RunMachine:
         self._unreported: list[StepState] = []
         for node in self._nodes.values():
             if node.key not in self.steps:
-                self.steps[node.key] = _new_step(node, node.key)
+                self.steps[node.key] = new_step(node, node.key)
                 self._unreported.append(self.steps[node.key])
         self._scope = ScopeBuilder(plan, run, self.steps, secrets or {})
         self._g.rebuild(run, self.steps)
@@ -469,11 +458,9 @@ class RunMachine:
         except ExpressionError as exc:
             self._finish(step, S.FAILED, error=f"for_each: {exc}")
             return
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            kind = type(value).__name__
-            self._finish(step, S.FAILED, error=f"for_each must give a list, got {kind}")
+        value = items_of(value)
+        if isinstance(value, str):
+            self._finish(step, S.FAILED, error=value)
             return
         step.items = len(value)
         step.started_at = self._now
@@ -490,7 +477,7 @@ class RunMachine:
 
     def _new_item(self, parent: StepState, node: StepPlan, index: int, value: Any) -> str:
         key = item_key(parent.key, index)
-        item = _new_step(node, key, parent=parent.key, item=value, index=index)
+        item = new_step(node, key, parent=parent.key, item=value, index=index)
         if node.max_parallel:
             item.reason = f"waiting: at most {node.max_parallel} items run at once"
         self.steps[key] = item
@@ -511,19 +498,8 @@ class RunMachine:
         """Rule 6: the parent of the items ends with the last of them."""
         items = [self.steps[item_key(step.key, i)] for i in range(step.items or 0)]
         step.outputs, step.sealed_outputs = collect_outputs(items)
-        failed = sum(i.status in _FAILED for i in items)
-        cancelled = sum(i.status is S.CANCELLED for i in items)
-        skipped = sum(i.status is S.SKIPPED for i in items)
-        if failed:
-            self._finish(step, S.FAILED, error=f"{failed} of {len(items)} items failed")
-        elif cancelled:
-            self._finish(step, S.CANCELLED, reason=f"{cancelled} of {len(items)} items cancelled")
-        elif skipped == len(items):
-            self._finish(step, S.SKIPPED, reason="every item was skipped")
-        elif skipped:
-            self._finish(step, S.FAILED, error=f"{skipped} of {len(items)} items did not run")
-        else:
-            self._finish(step, S.SUCCEEDED)
+        status, why = ending(items)
+        self._finish(step, status, **why)
 
     # ----------------------------------------------------------- attempts
 

@@ -25,7 +25,7 @@ def finish(
 class Finished:
     """An attempt's result waiting for the group commit of this loop turn."""
 
-    run: Any  # the runner's _Run
+    run: Any  # the runner's TrackedRun
     key: str
     attempt: int
     outcome: Outcome

@@ -25,12 +25,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from plait.actions.base import ActionContext
-from plait.actions.connections import Connection
 from plait.actions.registry import ActionRegistry
 from plait.engine.api import Outcome, Transition
 from plait.engine.machine import RunMachine
@@ -42,6 +40,7 @@ from plait.runtime.applying import Finished, finish, finish_all, start_all
 from plait.runtime.backoff import Backoff
 from plait.runtime.executor import render_env, run_attempt
 from plait.runtime.ids import new_run_id, new_worker_id, worker_alive
+from plait.runtime.tracked import ATTEMPT_STATUS, TrackedRun, current_records
 from plait.security.masking import Masker
 from plait.store.base import LogLine, Store
 
@@ -50,15 +49,6 @@ log = logging.getLogger(__name__)
 #: log lines kept in memory while the database cannot take them
 _HELD_LOG_LINES = 100_000
 
-_OUTCOME_ATTEMPT = {
-    "succeeded": AttemptStatus.SUCCEEDED,
-    "failed": AttemptStatus.FAILED,
-    "timed_out": AttemptStatus.TIMED_OUT,
-    "cancelled": AttemptStatus.CANCELLED,
-    "interrupted": AttemptStatus.INTERRUPTED,
-    "suspended": AttemptStatus.SUSPENDED,
-}
-
 
 class RunListener(Protocol):
     """Watches runs as they change (the CLI's live view, the server's event fan-out)."""
@@ -66,29 +56,6 @@ class RunListener(Protocol):
     def on_transition(self, run: RunState, machine: RunMachine, transition: Transition) -> None: ...
 
     def on_log(self, line: LogLine) -> None: ...
-
-
-@dataclass
-class _Run:
-    """A run this runner drives: its machine and everything that lives only in memory."""
-
-    plan: Plan
-    machine: RunMachine
-    masker: Masker
-    workdir: Path
-    secrets: Mapping[str, str]
-    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    cancelling: set[str] = field(default_factory=set)
-    #: steps queued in the store that this runner has not claimed yet
-    backlog: set[str] = field(default_factory=set)
-    #: due times of retrying and waiting steps
-    timers: dict[str, float] = field(default_factory=dict)
-    #: a commit failed without saying whether it happened: reload before the next one
-    stale: bool = False
-
-    @property
-    def id(self) -> str:
-        return self.machine.run.id
 
 
 class Runner:
@@ -126,7 +93,7 @@ class Runner:
         self.clock = clock
         self.listener = listener
         self.poll_interval = poll_interval
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, TrackedRun] = {}
         self._active = 0
         self._wake = asyncio.Event()
         self._logbuf: list[LogLine] = []
@@ -207,18 +174,18 @@ class Runner:
         steps: list[Any],
         secrets: Mapping[str, str],
         workdir: Path | None,
-    ) -> _Run:
+    ) -> TrackedRun:
         masker = Masker(list(secrets.values()))
         for value in (run.sealed_inputs or {}).values():
             masker.add(str(value))
         machine = RunMachine(plan, run, steps, secrets=dict(secrets))
+        h = TrackedRun(plan, machine, masker, workdir or Path.cwd(), secrets)
         for step in machine.steps.values():
-            _taint(masker, step.sealed_outputs)
-        h = _Run(plan, machine, masker, workdir or Path.cwd(), secrets)
+            h.taint(step.sealed_outputs)
         self._runs[run.id] = h
         return h
 
-    def _recover_attempts(self, h: _Run, *, force: bool) -> None:
+    def _recover_attempts(self, h: TrackedRun, *, force: bool) -> None:
         now = self.clock()
         running = [s for s in h.machine.steps.values() if s.status is StepStatus.RUNNING]
         if not running:
@@ -257,7 +224,7 @@ class Runner:
                 watched = self.clock()
                 self._watch_runs([h])
             self._claim_due(h)
-            if _done(h):
+            if h.finished:  # the claim's commit may have ended it
                 break
             deadline = h.machine.run.deadline
             now = self.clock()
@@ -308,7 +275,7 @@ class Runner:
         self.flush_logs()
         await self.registry.aclose()
 
-    def _watch_runs(self, runs: list[_Run]) -> None:
+    def _watch_runs(self, runs: list[TrackedRun]) -> None:
         """Reload runs another process changed (a cancel, an approval decided from
         another terminal or the API) and stop the attempts the change ends."""
         if not runs:
@@ -326,7 +293,7 @@ class Runner:
                     h.cancelling.add(key)
                     task.cancel()
 
-    def _sleep_for(self, h: _Run, now: float) -> float:
+    def _sleep_for(self, h: TrackedRun, now: float) -> float:
         wake = now + self.poll_interval
         if h.timers:
             wake = min(wake, min(h.timers.values()))
@@ -334,7 +301,7 @@ class Runner:
             wake = min(wake, h.machine.run.deadline)
         return max(0.0, wake - now)
 
-    def _claim_due(self, h: _Run) -> None:
+    def _claim_due(self, h: TrackedRun) -> None:
         now = self.clock()
         due = any(t <= now for t in h.timers.values())
         free = self.concurrency - self._active
@@ -353,7 +320,7 @@ class Runner:
     # -- transitions ---------------------------------------------------------------------
     def _transact(
         self,
-        h: _Run,
+        h: TrackedRun,
         apply: Callable[[RunMachine], Transition],
         attempts: list[AttemptRecord] | None = None,
     ) -> None:
@@ -370,7 +337,7 @@ class Runner:
             self._reload(h)
             h.stale = False
         for _ in range(5):
-            records = _current(h.machine, attempts or [])
+            records = current_records(h.machine, attempts or [])
             transition = apply(h.machine)
             started = self._claim_ready(h, transition, records)
             try:
@@ -386,7 +353,7 @@ class Runner:
         raise PlaitError(f"run {h.id}: gave up after repeated concurrent updates")
 
     def _claim_ready(
-        self, h: _Run, transition: Transition, records: list[AttemptRecord]
+        self, h: TrackedRun, transition: Transition, records: list[AttemptRecord]
     ) -> list[str]:
         now = self.clock()
         started: list[str] = []
@@ -421,7 +388,7 @@ class Runner:
             return True
         return step.queue in self.queues and step.runs_on.items() <= self.tags.items()
 
-    def _commit(self, h: _Run, transition: Transition, records: list[AttemptRecord]) -> None:
+    def _commit(self, h: TrackedRun, transition: Transition, records: list[AttemptRecord]) -> None:
         self.flush_logs()
         run = h.machine.run
         if run.outputs:  # rendered by the engine from real values: public only when masked
@@ -443,7 +410,7 @@ class Runner:
             run.version = expected
             raise
 
-    def _reload(self, h: _Run) -> None:
+    def _reload(self, h: TrackedRun) -> None:
         snap = self.store.load_run(h.id)
         h.machine = RunMachine(h.plan, snap.run, snap.steps, secrets=dict(h.secrets))
         h.backlog.clear()
@@ -454,7 +421,7 @@ class Runner:
             elif step.status in (StepStatus.RETRYING, StepStatus.WAITING) and step.available_at:
                 h.timers[step.key] = step.available_at
 
-    def _after_commit(self, h: _Run, transition: Transition, started: list[str]) -> None:
+    def _after_commit(self, h: TrackedRun, transition: Transition, started: list[str]) -> None:
         for key in transition.cancel:
             task = h.tasks.get(key)
             if task is not None:
@@ -481,11 +448,11 @@ class Runner:
             self._wake.set()
 
     # -- attempts ------------------------------------------------------------------------
-    def _spawn(self, h: _Run, key: str, attempt: int, *, resume: bool) -> None:
+    def _spawn(self, h: TrackedRun, key: str, attempt: int, *, resume: bool) -> None:
         self._active += 1
         h.tasks[key] = asyncio.create_task(self._attempt(h, key, attempt, resume))
 
-    async def _attempt(self, h: _Run, key: str, attempt: int, resume: bool) -> None:
+    async def _attempt(self, h: TrackedRun, key: str, attempt: int, resume: bool) -> None:
         try:
             outcome = await self._execute(h, key, attempt, resume)
         except asyncio.CancelledError:
@@ -501,7 +468,7 @@ class Runner:
             h.id,
             key,
             attempt,
-            _OUTCOME_ATTEMPT[outcome.kind],
+            ATTEMPT_STATUS[outcome.kind],
             started_at=h.machine.steps[key].started_at or now,
             finished_at=now,
             error=outcome.error,
@@ -555,7 +522,7 @@ class Runner:
         delay = self._record_backoff.failed()
         asyncio.get_running_loop().call_later(delay, self._flush_finished)
 
-    async def _execute(self, h: _Run, key: str, attempt: int, resume: bool) -> Outcome:
+    async def _execute(self, h: TrackedRun, key: str, attempt: int, resume: bool) -> Outcome:
         step = h.machine.steps[key]
         node = h.plan.nodes[step.node]
         try:
@@ -579,7 +546,7 @@ class Runner:
             mask=h.masker.mask,
             namespace=h.plan.namespace,
             services=self.services,
-            connections=self._connections(h),
+            connections=h.connections(self.services),
             secret_sink=h.masker.add,
             deadline=(self.clock() + node.timeout) if node.timeout else None,
         )
@@ -589,25 +556,11 @@ class Runner:
             node.uses or "shell",
             run_attempt(action, node, scope, ctx, resume=resume, mask_value=h.masker.mask_value),
         )
-        _taint(h.masker, outcome.sealed_outputs)
+        h.taint(outcome.sealed_outputs)
         return outcome
 
-    def _connections(self, h: _Run) -> Callable[[str], Connection]:
-        def resolve(name: str) -> Connection:
-            source = self.services.get("connections")
-            if source is None:
-                from plait.actions.connections import EnvConnections
-
-                source = self.services["connections"] = EnvConnections()
-            found: Connection = source.get(h.plan.namespace, name)
-            for value in found.secrets:
-                h.masker.add(value)
-            return found
-
-        return resolve
-
     # -- logs and background work -------------------------------------------------------
-    def _log(self, h: _Run, key: str, attempt: int, stream: str, line: str) -> None:
+    def _log(self, h: TrackedRun, key: str, attempt: int, stream: str, line: str) -> None:
         entry = LogLine(h.id, key, attempt, stream, h.masker.mask(line), self.clock())
         self._logbuf.append(entry)
         if self.listener is not None:
@@ -644,38 +597,3 @@ class Runner:
                 self.flush_logs()
             except PlaitError:
                 log.exception("could not write log lines")
-
-
-def _current(machine: RunMachine, records: list[AttemptRecord]) -> list[AttemptRecord]:
-    """The records of attempts their step is still at (running or waiting): the fence
-    that keeps a stale result from overwriting its attempt's final record."""
-    kept = []
-    for record in records:
-        step = machine.steps.get(record.step)
-        live = step is not None and step.status in (StepStatus.RUNNING, StepStatus.WAITING)
-        if live and step is not None and step.attempt == record.attempt:
-            kept.append(record)
-    return kept
-
-
-def _done(h: _Run) -> bool:
-    return h.machine.finished
-
-
-def _taint(masker: Masker, sealed: Any) -> None:
-    """An output value that contains a secret becomes a secret itself, so later steps
-    that log it (or something derived from it) are masked too."""
-    for leaf in _leaves(sealed):
-        if masker.mask(leaf) != leaf:
-            masker.add(leaf)
-
-
-def _leaves(value: Any) -> list[str]:
-    """Every string (and number) inside a nested value."""
-    if value is None:
-        return []
-    if isinstance(value, dict):
-        return [leaf for v in value.values() for leaf in _leaves(v)]
-    if isinstance(value, list | tuple):
-        return [leaf for v in value for leaf in _leaves(v)]
-    return [str(value)]

@@ -37,7 +37,8 @@ from plait.model.plan import Plan
 from plait.runtime.applying import finish, start_one
 from plait.runtime.backoff import Backoff
 from plait.runtime.ids import worker_alive
-from plait.runtime.runner import Runner, _Run
+from plait.runtime.runner import Runner
+from plait.runtime.tracked import TrackedRun
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class Worker(Runner):
                 self._transact(h, start_one(claim.step, claim.attempt, now))
             self._spawn(h, claim.step, claim.attempt, resume=claim.kind == "resume")
 
-    def _load(self, run_id: str) -> _Run:
+    def _load(self, run_id: str) -> TrackedRun:
         h = self._runs.get(run_id)
         if h is not None:
             return h
@@ -224,7 +225,7 @@ class Worker(Runner):
         self._watch_runs([h for h in self._runs.values() if h.tasks])
 
     # -- finished runs -----------------------------------------------------------------
-    def _after_commit(self, h: _Run, transition: Transition, started: list[str]) -> None:
+    def _after_commit(self, h: TrackedRun, transition: Transition, started: list[str]) -> None:
         super()._after_commit(h, transition, started)
         if h.backlog:  # steps it queued that we had no slot for: claim them when we do
             self._maybe_more = True
@@ -286,7 +287,7 @@ class Worker(Runner):
             await asyncio.sleep(self.lease_seconds / 3)
             self._beat()
 
-    def _spawn(self, h: _Run, key: str, attempt: int, *, resume: bool) -> None:
+    def _spawn(self, h: TrackedRun, key: str, attempt: int, *, resume: bool) -> None:
         super()._spawn(h, key, attempt, resume=resume)
         if resume:
             mark = (h.id, key)

@@ -116,10 +116,11 @@ def open_lite(url: str, sealer: Sealer | None = None) -> SqlStore | None:
     target = lite_target(url)
     if target is None or kept.REVISION != HEAD or _revision(target[0]) != HEAD:
         return None
-    from plait.store.sql import SqlStore, _Statements
+    from plait.store.sql import SqlStore
+    from plait.store.statement_set import StatementSet
 
     hooks = LiteHooks(url, *target)
-    return SqlStore(url, sealer, hooks=hooks, statements=_Statements.from_specs(kept.STATEMENTS))
+    return SqlStore(url, sealer, hooks=hooks, statements=StatementSet.from_specs(kept.STATEMENTS))
 
 
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -242,12 +243,12 @@ def write_kept(path: Path | None = None) -> str:
 
     from plait.store.dialects import hooks_for
     from plait.store.migrate import HEAD
-    from plait.store.sql import _Statements
+    from plait.store.statement_set import StatementSet
 
     with tempfile.TemporaryDirectory() as tmp:
         hooks = hooks_for(f"sqlite:///{tmp}/compile.db")
         try:
-            specs = _Statements.compile(hooks).specs()
+            specs = StatementSet.compile(hooks).specs()
         finally:
             hooks.close()
     text = (
