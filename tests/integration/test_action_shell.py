@@ -314,3 +314,102 @@ def test_line_splitter_bounds_every_line() -> None:
     assert "".join(lines[:-2]) == "y" * 100_000
     assert lines[-2:] == ["z", "tail"]
     assert _LineSplitter().feed("é".encode()[:1]) == []  # half a character waits
+
+
+# -- prestart: the shell starts while the attempt's start is committed ------------------
+def prestart(action: ShellAction, ctx: ActionContext, command: str, **kw: Any) -> ShellInput:
+    inp = ShellInput(command=command, **kw)
+    ctx.prestarted = action.prestart(ctx, inp)
+    assert ctx.prestarted is not None
+    return inp
+
+
+async def test_a_prestarted_shell_runs_its_command_only_after_execute(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    log = Log()
+    action = ShellAction()
+    ctx = make_ctx(tmp_path, log, env={"FROM_CTX": "ctx"})
+    command = (
+        "touch ran; pwd; echo \"$FROM_CTX $PLAIT_STEP $PLAIT_ATTEMPT\"; cat; "
+        "test ! -e /dev/fd/3 && echo 'fd 3 closed'; trap -p PIPE; "
+        'echo "answer=42" >> "$PLAIT_OUTPUT"'
+    )
+    try:
+        inp = prestart(action, ctx, command, working_directory="sub")
+        await asyncio.sleep(0.3)  # far longer than a shell takes to start
+        assert not (tmp_path / "sub" / "ran").exists()  # held at the gate
+        result = await action.execute(ctx, inp)
+    finally:
+        await action.aclose()
+    assert (tmp_path / "sub" / "ran").exists()
+    # its directory, environment, an empty stdin, no gate left open, SIGPIPE not ignored
+    assert log.of("stdout") == [str(tmp_path / "sub"), "ctx build 2", "fd 3 closed"]
+    assert result.outputs == {"answer": "42", "exit_code": 0}
+
+
+async def test_an_aborted_prestart_runs_nothing_and_leaves_no_process(tmp_path: Path) -> None:
+    action = ShellAction()
+    ctx = make_ctx(tmp_path)
+    try:
+        prestart(action, ctx, "touch ran")
+        assert ctx.prestarted is not None
+        pid = ctx.prestarted.proc.pid  # type: ignore[attr-defined]
+        ctx.prestarted.abort()
+        ctx.prestarted.abort()  # twice is harmless
+    finally:
+        await action.aclose()
+    assert not alive(pid)
+    assert not (tmp_path / "ran").exists()
+
+
+async def test_a_shell_whose_runtime_dies_at_the_gate_exits_before_the_command(
+    tmp_path: Path,
+) -> None:
+    # The runtime's end of the gate closes when its process dies: the shell reads end of
+    # file and leaves without running the command (nothing was committed for it).
+    action = ShellAction()
+    ctx = make_ctx(tmp_path)
+    try:
+        prestart(action, ctx, "touch ran")
+        held = ctx.prestarted
+        os.close(held._gate)  # type: ignore[attr-defined]
+        held._gate = None  # type: ignore[attr-defined]
+        code = held.proc.wait()  # type: ignore[attr-defined]
+    finally:
+        await action.aclose()
+    assert code == 1
+    assert not (tmp_path / "ran").exists()
+
+
+async def test_a_prestarted_shell_reports_errors_as_a_plain_one_does(tmp_path: Path) -> None:
+    for command in ("if then", "echo one\nif then", "no-such-command-x"):
+        plain_log, held_log = Log(), Log()
+        with pytest.raises(ActionFailed) as plain:
+            await run(tmp_path, command, plain_log)
+        action = ShellAction()
+        ctx = make_ctx(tmp_path, held_log)
+        try:
+            inp = prestart(action, ctx, command)
+            with pytest.raises(ActionFailed) as held:
+                await action.execute(ctx, inp)
+        finally:
+            await action.aclose()
+        assert str(held.value) == str(plain.value)  # line numbers and all
+        assert [line for _, line, _ in held_log.lines] == [line for _, line, _ in plain_log.lines]
+
+
+async def test_only_bash_and_sh_are_prestarted(tmp_path: Path) -> None:
+    action = ShellAction()
+    try:
+        ctx = make_ctx(tmp_path)
+        for shell in (None, "bash", "sh"):
+            prestart(action, ctx, "true", **({"shell": shell} if shell else {}))
+            ctx.prestarted.abort()  # type: ignore[union-attr]
+        for other in ("python3", "sh -c", "bash -x {0}"):
+            assert action.prestart(ctx, ShellInput(command="true", shell=other)) is None
+        traced = make_ctx(tmp_path, env={"SHELLOPTS": "xtrace"})
+        assert action.prestart(traced, ShellInput(command="true")) is None
+        missing = ShellInput(command="true", working_directory="missing")
+        assert action.prestart(ctx, missing) is None  # execute reports it
+    finally:
+        await action.aclose()

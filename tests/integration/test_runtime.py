@@ -339,3 +339,56 @@ steps:
     assert result.success
     assert result.step("double").outputs == {"value": 42}
     assert "RuntimeError: kaput" in (result.step("boom").error or "")
+
+
+def _children() -> list[int]:
+    """Processes whose parent is this one (zombies included)."""
+    me, found = str(os.getpid()), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[1] == me:
+                found.append(int(entry))
+    return found
+
+
+async def test_a_shell_started_before_a_failed_commit_runs_its_command_once(
+    tmp_path: Path,
+) -> None:
+    # A shell step's process starts while its start is committed, held before the
+    # command. When that commit fails (the database is away), the process must go
+    # without running anything, and the step runs once, after the retried commit.
+    from plait.errors import StoreUnavailable
+    from plait.store.sql import SqlStore
+
+    marker = tmp_path / "ran"
+    source = (
+        "name: wf\nsteps:\n"
+        "  - id: first\n    run: 'true'\n"
+        f"  - id: second\n    run: echo once >> {marker}\n"
+    )
+    real_commit = SqlStore.commit
+    failed: list[object] = []
+    before = set(_children())
+
+    def commit(self: SqlStore, run: Any, expected: int, steps: Any, *a: Any, **kw: Any) -> None:
+        claims = [s for s in steps if s.key == "second" and s.status is StepStatus.RUNNING]
+        if claims and not failed:
+            failed.append(claims)
+            # the held shell is up by now; show it cannot have run the command
+            assert set(_children()) - before
+            raise StoreUnavailable("the database is away (test)")
+        real_commit(self, run, expected, steps, *a, **kw)
+
+    SqlStore.commit = commit  # type: ignore[method-assign]
+    try:
+        result, _ = await _run(tmp_path, source)
+    finally:
+        SqlStore.commit = real_commit  # type: ignore[method-assign]
+    assert failed
+    assert result.status == "succeeded", result.error
+    assert marker.read_text() == "once\n"
+    assert not set(_children()) - before

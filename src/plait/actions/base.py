@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -69,6 +69,18 @@ LogSink = Callable[[str, str], None]
 """``sink(stream, line)``: appends one line to the run log (masked by the runtime)."""
 
 
+class Prestarted(Protocol):
+    """Work an action began before its attempt's start was committed, held back from
+    any effect until :meth:`Action.execute` lets it go.
+
+    The runtime calls :meth:`abort` when the start is not committed (or the attempt
+    never reaches ``execute``); it must undo the preparation without any effect having
+    happened, and is a no-op once ``execute`` took the work over.
+    """
+
+    def abort(self) -> None: ...
+
+
 @dataclass
 class ActionContext:
     """What an action may know and use about the attempt it runs.
@@ -94,6 +106,8 @@ class ActionContext:
     connections: Callable[[str], Connection] | None = None
     #: adds a value to the run's masking (set by the runtime; see :meth:`add_secret`)
     secret_sink: Callable[[str], None] | None = None
+    #: what :meth:`Action.prestart` began for this attempt, now committed (or None)
+    prestarted: Prestarted | None = None
 
     def connection(self, name: str) -> Connection:
         """The connection ``name`` of this run's namespace, credentials revealed and
@@ -126,8 +140,19 @@ class Action:
     Input: ClassVar[type[BaseModel]] = ActionInput
     Output: ClassVar[type[BaseModel] | None] = None
 
+    #: whether :meth:`prestart` may begin work before the attempt's start is committed
+    prestarts: ClassVar[bool] = False
+
     async def execute(self, ctx: ActionContext, input: Any) -> ActionResult:
         raise NotImplementedError
+
+    def prestart(self, ctx: ActionContext, input: Any) -> Prestarted | None:
+        """Begin the slow, effect-free part of an attempt while the runtime commits its
+        start (DESIGN §3: no effect before that commit), e.g. a process started up to
+        the point of running the step's command. Called on the event loop, so it must
+        not block for long; ``execute`` then finds the result in ``ctx.prestarted``.
+        Returns None when there is nothing to begin early (the default)."""
+        return None
 
     async def resume(self, ctx: ActionContext, input: Any) -> ActionResult:
         """Called when a suspended step's timer is due. The default ends the wait with

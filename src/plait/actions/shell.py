@@ -12,7 +12,13 @@ really wants a daemon to outlive its step starts it with ``setsid``.
 
 Spawning is on the hot path (a workflow of 200 ``true`` steps must cost little more than
 a bare ``subprocess.run`` loop), so the child is watched with a pidfd on the event loop
-rather than asyncio's default child watcher, which starts one thread per child.
+rather than asyncio's default child watcher, which starts one thread per child. And a
+step in bash or sh is *prestarted*: its shell is started while the runtime commits the
+attempt's start, and waits at a gate — one ``read`` of its stdin, before the step's
+command — until that commit is done (DESIGN §3: no effect before it). The shell's own
+start-up (a millisecond: loading, locale, parsing) so overlaps the commit; if the commit
+fails or this process dies, the gate reads end of file and the shell exits before the
+command ran (decision 0006).
 """
 
 from __future__ import annotations
@@ -31,17 +37,31 @@ import tempfile
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, ClassVar, Protocol
 
 from pydantic import BaseModel, Field
 
-from plait.actions.base import Action, ActionContext, ActionFailed, ActionInput, ActionResult
+from plait.actions.base import (
+    Action,
+    ActionContext,
+    ActionFailed,
+    ActionInput,
+    ActionResult,
+    Prestarted,
+)
 
 #: one-word ``shell:`` values and the flag that makes them run an inline script
 _INLINE_FLAG = {
     "zsh": "-c", "dash": "-c", "ksh": "-c", "python": "-c", "python3": "-c",
     "node": "-e", "perl": "-e", "ruby": "-e", "pwsh": "-Command", "powershell": "-Command",
 }  # fmt: skip
+#: what a prestarted shell runs first, on the command's first line (so line numbers in
+#: its messages stay the user's): wait for the runtime's go — a newline on fd 3, written
+#: once the attempt's start is committed — close fd 3 and enter the working directory;
+#: end of file instead (the runtime gave up, or died) exits before the command ran
+GATE = "read -r _ <&3 || exit 1; exec 3<&-; cd -- {cwd} || exit 1; "
+#: signals Python ignores that a command must get with their default action
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 _READ_SIZE = 65536
 #: a line longer than this is logged in pieces, so one endless line cannot exhaust memory
 MAX_LINE_CHARS = 65536
@@ -171,7 +191,7 @@ class _ExitWatch:
     leaves the exit watchable for the grace period that follows.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, proc: _Process) -> None:
         self._loop = loop
         self._proc = proc
         self._pidfd: int | None = None
@@ -216,6 +236,71 @@ class _ExitWatch:
             self._pidfd = None
 
 
+class _Process(Protocol):
+    """What the action needs of a child: ``subprocess.Popen`` or a :class:`_Spawned`."""
+
+    pid: int
+    returncode: int | None
+    stdout: IO[bytes] | None
+    stderr: IO[bytes] | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
+class _Spawned:
+    """A child made by ``os.posix_spawn``: its pid, output pipes and exit status."""
+
+    def __init__(self, pid: int, stdout: int, stderr: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdout: IO[bytes] | None = open(stdout, "rb", buffering=0)  # noqa: SIM115
+        self.stderr: IO[bytes] | None = open(stderr, "rb", buffering=0)  # noqa: SIM115
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+class _Held:
+    """A shell :meth:`ShellAction.prestart` started, waiting at the gate."""
+
+    def __init__(self, proc: _Spawned, gate: int, output_path: str) -> None:
+        self.proc = proc
+        self.output_path = output_path
+        self._gate: int | None = gate
+
+    def go(self) -> _Spawned:
+        """The start is committed: let the command run."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            with contextlib.suppress(OSError):  # it exited already (a syntax error on line 1)
+                os.write(gate, b"\n")
+            os.close(gate)
+        return self.proc
+
+    def abort(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is None:
+            return  # taken over by execute (or aborted already)
+        os.close(gate)
+        _killpg(self.proc.pid, signal.SIGKILL)  # still at the gate: nothing of it ran
+        self.proc.wait()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 def _killpg(pgid: int, sig: int) -> bool:
     """Signal a process group; False when it has no processes left."""
     try:
@@ -250,12 +335,62 @@ class ShellAction(Action):
             os.close(self._devnull)
             self._devnull = None
 
-    async def execute(self, ctx: ActionContext, input: ShellInput) -> ActionResult:
+    prestarts = True
+
+    def prestart(self, ctx: ActionContext, input: ShellInput) -> Prestarted | None:
+        """Start bash or sh up to the gate before the command (see the module doc); a
+        step with another shell, or asking its shell to trace itself, starts after the
+        commit as usual."""
+        if input.shell is not None and input.shell.strip() not in ("bash", "sh"):
+            return None
+        if "SHELLOPTS" in os.environ or "SHELLOPTS" in ctx.env or "SHELLOPTS" in input.env:
+            return None
+        cwd = ctx.workdir / input.working_directory if input.working_directory else ctx.workdir
+        if not cwd.is_dir():
+            return None  # execute reports it
+        argv, _ = self._argv(input)
+        argv[-1] = GATE.format(cwd=shlex.quote(os.path.abspath(cwd))) + argv[-1]
         output_path = self._scratch.new_path(".out")
+        env = _environment(ctx, input, output_path)
+        gate_in, gate = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            # posix_spawn (vfork and exec in C) rather than subprocess: no Python between
+            # the two and no per-variable encoding; the working directory is entered by
+            # the gate, since posix_spawn cannot chdir here.
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, self._stdin(), 0),
+                    (os.POSIX_SPAWN_DUP2, out_w, 1),
+                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                    (os.POSIX_SPAWN_DUP2, gate_in, 3),
+                ],
+                setsid=True,
+                setsigdef=_DEFAULT_SIGNALS,  # Python ignores SIGPIPE; a command must not
+            )
+        except OSError:
+            for fd in (gate, out_r, err_r):
+                os.close(fd)
+            return None  # execute meets the same error and reports it
+        finally:
+            for fd in (gate_in, out_w, err_w):
+                os.close(fd)
+        return _Held(_Spawned(pid, out_r, err_r), gate, output_path)
+
+    async def execute(self, ctx: ActionContext, input: ShellInput) -> ActionResult:
+        held = ctx.prestarted if isinstance(ctx.prestarted, _Held) else None
+        output_path = held.output_path if held else self._scratch.new_path(".out")
         script: str | None = None
         try:
-            argv, script = self._argv(input)
-            code, last_stderr = await self._run(ctx, input, argv, output_path)
+            if held is not None:
+                code, last_stderr = await self._run(ctx, input, [], output_path, held)
+            else:
+                argv, script = self._argv(input)
+                code, last_stderr = await self._run(ctx, input, argv, output_path, None)
             outputs: dict[str, object] = dict(_read_outputs(output_path))
         finally:
             for path in (output_path, script):
@@ -268,22 +403,22 @@ class ShellAction(Action):
         return ActionResult(outputs=outputs)
 
     async def _run(
-        self, ctx: ActionContext, input: ShellInput, argv: list[str], output_path: str
+        self,
+        ctx: ActionContext,
+        input: ShellInput,
+        argv: list[str],
+        output_path: str,
+        held: _Held | None,
     ) -> tuple[int, str]:
-        """Run to the end; the exit code and the last non-blank stderr line."""
+        """Run to the end (``held``: started by prestart); the exit code and the last
+        non-blank stderr line."""
         loop = asyncio.get_running_loop()
-        cwd = ctx.workdir / input.working_directory if input.working_directory else ctx.workdir
-        env = _base_environ()
-        extra = {
-            **ctx.env,
-            **input.env,
-            "PLAIT_OUTPUT": output_path,
-            "PLAIT_RUN_ID": ctx.run_id,
-            "PLAIT_STEP": ctx.step,
-            "PLAIT_ATTEMPT": str(ctx.attempt),
-        }
-        env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
-        proc = self._spawn(argv, cwd, env)
+        proc: _Process
+        if held is None:
+            cwd = ctx.workdir / input.working_directory if input.working_directory else ctx.workdir
+            proc = self._spawn(argv, cwd, _environment(ctx, input, output_path))
+        else:
+            proc = held.go()
         streams = _Streams(loop, ctx.log)
         assert proc.stdout is not None
         assert proc.stderr is not None
@@ -367,7 +502,7 @@ class ShellAction(Action):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(streams.closed), self.drain_timeout)
 
-    def _cleanup(self, proc: subprocess.Popen[bytes], streams: _Streams, watch: _ExitWatch) -> None:
+    def _cleanup(self, proc: _Process, streams: _Streams, watch: _ExitWatch) -> None:
         streams.close_all()
         watch.close()
         if proc.returncode is None:
@@ -463,6 +598,22 @@ _WITHHELD = frozenset(
     )
 )
 _WITHHELD_PREFIXES = (b"PLAIT_SECRET_", b"PLAIT_CHANNEL_")
+
+
+def _environment(ctx: ActionContext, input: ShellInput, output_path: str) -> dict[bytes, bytes]:
+    """The step's environment: this process's (without Plait's credentials), the run's
+    and step's ``env``, and the ``PLAIT_*`` variables of the attempt."""
+    env = _base_environ()
+    extra = {
+        **ctx.env,
+        **input.env,
+        "PLAIT_OUTPUT": output_path,
+        "PLAIT_RUN_ID": ctx.run_id,
+        "PLAIT_STEP": ctx.step,
+        "PLAIT_ATTEMPT": str(ctx.attempt),
+    }
+    env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
+    return env
 
 
 def _base_environ() -> dict[bytes, bytes]:

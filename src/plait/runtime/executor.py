@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
@@ -56,6 +57,22 @@ def prepare_input(action: Action, node: StepPlan, scope: Mapping[str, Any]) -> A
         raise ActionFailed(_input_error(node, exc), retryable=False) from None
 
 
+@dataclass
+class PreparedAttempt:
+    """An attempt ready to run: its action, context and (when rendered already) input."""
+
+    action: Action
+    node: StepPlan
+    scope: Mapping[str, Any]
+    ctx: ActionContext
+    input: Any = None
+
+    def abort(self) -> None:
+        """Undo what the action's prestart began (a no-op once ``execute`` took it)."""
+        if self.ctx.prestarted is not None:
+            self.ctx.prestarted.abort()
+
+
 def _outputs(node: StepPlan, result: ActionResult, scope: Mapping[str, Any]) -> dict[str, Any]:
     if node.outputs is None:
         return dict(result.outputs)
@@ -85,15 +102,18 @@ async def run_attempt(
     *,
     resume: bool = False,
     mask_value: Callable[[Any], Any] = lambda v: v,
+    inp: Any = None,
 ) -> Outcome:
     """Execute (or resume) ``action`` for ``node`` and report the outcome.
 
     ``asyncio.CancelledError`` is re-raised untouched; a step ``timeout`` becomes a
     ``timed_out`` outcome (the action has been cancelled, so a shell step's process
-    group is already dead).
+    group is already dead). ``inp`` is the input when :func:`prepare_input` made it
+    already.
     """
     try:
-        inp = prepare_input(action, node, scope)
+        if inp is None:
+            inp = prepare_input(action, node, scope)
         async with asyncio.timeout(node.timeout):
             call = action.resume(ctx, inp) if resume else action.execute(ctx, inp)
             result = await call

@@ -38,7 +38,7 @@ from plait.model.plan import Plan
 from plait.ops import tracing
 from plait.runtime.applying import Finished, finish, finish_all, start_all
 from plait.runtime.backoff import Backoff
-from plait.runtime.executor import render_env, run_attempt
+from plait.runtime.executor import PreparedAttempt, prepare_input, render_env, run_attempt
 from plait.runtime.ids import new_run_id, new_worker_id, worker_alive
 from plait.runtime.tracked import ATTEMPT_STATUS, TrackedRun, current_records
 from plait.security.masking import Masker
@@ -340,13 +340,20 @@ class Runner:
             records = current_records(h.machine, attempts or [])
             transition = apply(h.machine)
             started = self._claim_ready(h, transition, records)
+            if started:
+                self._prestart(h, started)
             try:
                 self._commit(h, transition, records)
-            except ConflictError:
-                self._reload(h)
-                continue
-            except StoreError:
-                h.stale = True
+            except BaseException as exc:
+                for key in started:  # nothing of theirs may happen: their start is not recorded
+                    prepared = h.prepared.pop(key, None)
+                    if prepared is not None:
+                        prepared.abort()
+                if isinstance(exc, ConflictError):
+                    self._reload(h)
+                    continue
+                if isinstance(exc, StoreError):
+                    h.stale = True
                 raise
             self._after_commit(h, transition, started)
             return
@@ -380,6 +387,30 @@ class Runner:
             h.backlog.discard(step.key)
             started.append(step.key)
         return started
+
+    def _prestart(self, h: TrackedRun, started: list[str]) -> None:
+        """Let the actions that can begin the slow, effect-free part of their attempt
+        (a shell step's process start-up) do it while the start is being committed.
+        Anything that goes wrong here is left to the attempt itself to report."""
+        for key in started:
+            step = h.machine.steps[key]
+            try:
+                action = self.registry.get(h.plan.nodes[step.node].uses or "shell")
+            except PlaitError:
+                continue
+            if not action.prestarts:
+                continue
+            prepared = self._prepare(h, key, step.attempt)
+            if isinstance(prepared, Outcome):
+                continue
+            try:
+                prepared.input = prepare_input(action, prepared.node, prepared.scope)
+                prepared.ctx.prestarted = action.prestart(prepared.ctx, prepared.input)
+            except Exception:  # the attempt meets it again and reports it
+                log.debug("step %s: no prestart", key, exc_info=True)
+                continue
+            if prepared.ctx.prestarted is not None:
+                h.prepared[key] = prepared
 
     def serves(self, step: StepState) -> bool:
         """Whether this runner may run ``step``: its queue is one of ours and we have
@@ -462,6 +493,9 @@ class Runner:
         finally:
             h.tasks.pop(key, None)
             self._active -= 1
+            prepared = h.prepared.pop(key, None)
+            if prepared is not None:  # cancelled before its action took it over
+                prepared.abort()
         h.cancelling.discard(key)
         now = self.clock()
         record = AttemptRecord(
@@ -523,6 +557,31 @@ class Runner:
         asyncio.get_running_loop().call_later(delay, self._flush_finished)
 
     async def _execute(self, h: TrackedRun, key: str, attempt: int, resume: bool) -> Outcome:
+        prepared = h.prepared.pop(key, None) or self._prepare(h, key, attempt)
+        if isinstance(prepared, Outcome):
+            return prepared
+        try:
+            outcome = await tracing.traced(
+                self.tracer,
+                prepared.ctx,
+                prepared.node.uses or "shell",
+                run_attempt(
+                    prepared.action,
+                    prepared.node,
+                    prepared.scope,
+                    prepared.ctx,
+                    resume=resume,
+                    mask_value=h.masker.mask_value,
+                    inp=prepared.input,
+                ),
+            )
+        finally:
+            prepared.abort()  # a no-op once the action took its prestarted work over
+        h.taint(outcome.sealed_outputs)
+        return outcome
+
+    def _prepare(self, h: TrackedRun, key: str, attempt: int) -> PreparedAttempt | Outcome:
+        """The attempt's action and context, or the outcome of failing to make them."""
         step = h.machine.steps[key]
         node = h.plan.nodes[step.node]
         try:
@@ -550,14 +609,7 @@ class Runner:
             secret_sink=h.masker.add,
             deadline=(self.clock() + node.timeout) if node.timeout else None,
         )
-        outcome = await tracing.traced(
-            self.tracer,
-            ctx,
-            node.uses or "shell",
-            run_attempt(action, node, scope, ctx, resume=resume, mask_value=h.masker.mask_value),
-        )
-        h.taint(outcome.sealed_outputs)
-        return outcome
+        return PreparedAttempt(action, node, scope, ctx)
 
     # -- logs and background work -------------------------------------------------------
     def _log(self, h: TrackedRun, key: str, attempt: int, stream: str, line: str) -> None:

@@ -14,6 +14,7 @@ from plait.actions.connections import Connection
 from plait.engine.machine import RunMachine
 from plait.engine.state import AttemptRecord, AttemptStatus, StepStatus
 from plait.model.plan import Plan
+from plait.runtime.executor import PreparedAttempt
 from plait.security.masking import Masker
 
 #: the attempt record's status for each kind of outcome
@@ -44,6 +45,9 @@ class TrackedRun:
     timers: dict[str, float] = field(default_factory=dict)
     #: a commit failed without saying whether it happened: reload before the next one
     stale: bool = False
+    #: attempts whose action began before their start was committed (Action.prestart),
+    #: until their task takes them over
+    prepared: dict[str, PreparedAttempt] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
