@@ -330,7 +330,7 @@ async def test_a_prestarted_shell_runs_its_command_only_after_execute(tmp_path: 
     action = ShellAction()
     ctx = make_ctx(tmp_path, log, env={"FROM_CTX": "ctx"})
     command = (
-        "touch ran; pwd; echo \"$FROM_CTX $PLAIT_STEP $PLAIT_ATTEMPT\"; cat; "
+        'touch ran; pwd; echo "$FROM_CTX $PLAIT_STEP $PLAIT_ATTEMPT"; cat; '
         "test ! -e /dev/fd/3 && echo 'fd 3 closed'; trap -p PIPE; "
         'echo "answer=42" >> "$PLAIT_OUTPUT"'
     )
