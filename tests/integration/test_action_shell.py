@@ -381,15 +381,19 @@ async def test_a_shell_whose_runtime_dies_at_the_gate_exits_before_the_command(
     assert not (tmp_path / "ran").exists()
 
 
-async def test_a_prestarted_shell_reports_errors_as_a_plain_one_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shell", [None, "sh -c", "bash -c"])
+async def test_a_prestarted_shell_reports_errors_as_a_plain_one_does(
+    tmp_path: Path, shell: str | None
+) -> None:
+    kw = {"shell": shell} if shell else {}
     for command in ("if then", "echo one\nif then", "no-such-command-x"):
         plain_log, held_log = Log(), Log()
         with pytest.raises(ActionFailed) as plain:
-            await run(tmp_path, command, plain_log)
+            await run(tmp_path, command, plain_log, **kw)
         action = ShellAction()
         ctx = make_ctx(tmp_path, held_log)
         try:
-            inp = prestart(action, ctx, command)
+            inp = prestart(action, ctx, command, **kw)
             with pytest.raises(ActionFailed) as held:
                 await action.execute(ctx, inp)
         finally:
@@ -402,13 +406,18 @@ async def test_only_bash_and_sh_are_prestarted(tmp_path: Path) -> None:
     action = ShellAction()
     try:
         ctx = make_ctx(tmp_path)
-        for shell in (None, "bash", "sh"):
+        gated = [None, "bash", "sh", "sh -c", "bash -c", "/bin/sh -e -c", "bash -eo pipefail -c"]
+        for shell in gated:
             prestart(action, ctx, "true", **({"shell": shell} if shell else {}))
             ctx.prestarted.abort()  # type: ignore[union-attr]
-        for other in ("python3", "sh -c", "bash -x {0}"):
+        others = ["python3", "bash -x -c", "bash -o xtrace -c", "sh -v -c", "bash {0}", "zsh -c"]
+        for other in [*others, "bash --rcfile x -c", "sh -c -e", "bash -c 'echo'"]:
             assert action.prestart(ctx, ShellInput(command="true", shell=other)) is None
-        traced = make_ctx(tmp_path, env={"SHELLOPTS": "xtrace"})
-        assert action.prestart(traced, ShellInput(command="true")) is None
+        for name, value in (("SHELLOPTS", "xtrace"), ("BASH_ENV", str(tmp_path / "rc"))):
+            ctx_env = make_ctx(tmp_path, env={name: value})
+            assert action.prestart(ctx_env, ShellInput(command="true")) is None
+            step_env = ShellInput(command="true", env={name: value})
+            assert action.prestart(ctx, step_env) is None
         missing = ShellInput(command="true", working_directory="missing")
         assert action.prestart(ctx, missing) is None  # execute reports it
     finally:

@@ -60,6 +60,8 @@ _INLINE_FLAG = {
 #: once the attempt's start is committed — close fd 3 and enter the working directory;
 #: end of file instead (the runtime gave up, or died) exits before the command ran
 GATE = "read -r _ <&3 || exit 1; exec 3<&-; cd -- {cwd} || exit 1; "
+#: variables that make bash act before the gate or show it: such steps are not prestarted
+_UNGATED = ("SHELLOPTS", "BASH_ENV")
 #: signals Python ignores that a command must get with their default action
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 _READ_SIZE = 65536
@@ -132,9 +134,16 @@ class _Streams:
     and lines of both streams reach the log in the order they arrive.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, log: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        log: Callable[[str, str], None],
+        gate: str | None = None,
+    ) -> None:
         self._loop = loop
         self._log = log
+        #: a prestarted shell's gate: bash without -e quotes line 1 in a syntax error
+        self._gate = gate
         self._open: dict[int, tuple[str, _LineSplitter, IO[bytes]]] = {}
         self.closed: asyncio.Future[None] = loop.create_future()
         self.last_stderr = ""
@@ -161,6 +170,8 @@ class _Streams:
 
     def _emit(self, stream: str, lines: list[str]) -> None:
         for line in lines:
+            if self._gate is not None and self._gate in line:
+                line = line.replace(self._gate, "")
             if stream == "stderr" and line.strip():
                 self.last_stderr = line
             if self.log_error is None:
@@ -275,9 +286,10 @@ class _Spawned:
 class _Held:
     """A shell :meth:`ShellAction.prestart` started, waiting at the gate."""
 
-    def __init__(self, proc: _Spawned, gate: int, output_path: str) -> None:
+    def __init__(self, proc: _Spawned, gate: int, output_path: str, prefix: str) -> None:
         self.proc = proc
         self.output_path = output_path
+        self.prefix = prefix
         self._gate: int | None = gate
 
     def go(self) -> _Spawned:
@@ -339,17 +351,23 @@ class ShellAction(Action):
 
     def prestart(self, ctx: ActionContext, input: ShellInput) -> Prestarted | None:
         """Start bash or sh up to the gate before the command (see the module doc); a
-        step with another shell, or asking its shell to trace itself, starts after the
+        step with another shell, or whose shell would trace itself (``-x``,
+        ``SHELLOPTS``) or run a file before the gate (``BASH_ENV``), starts after the
         commit as usual."""
-        if input.shell is not None and input.shell.strip() not in ("bash", "sh"):
+        if not _gateable(input.shell):
             return None
-        if "SHELLOPTS" in os.environ or "SHELLOPTS" in ctx.env or "SHELLOPTS" in input.env:
-            return None
+        for name in _UNGATED:
+            if name in os.environ or name in ctx.env or name in input.env:
+                return None
         cwd = ctx.workdir / input.working_directory if input.working_directory else ctx.workdir
         if not cwd.is_dir():
             return None  # execute reports it
         argv, _ = self._argv(input)
-        argv[-1] = GATE.format(cwd=shlex.quote(os.path.abspath(cwd))) + argv[-1]
+        path = _which(argv[0])  # posix_spawn does not search $PATH (argv[0] stays as named)
+        if path is None:
+            return None  # execute reports it
+        prefix = GATE.format(cwd=shlex.quote(os.path.abspath(cwd)))
+        argv[-1] = prefix + argv[-1]
         output_path = self._scratch.new_path(".out")
         env = _environment(ctx, input, output_path)
         gate_in, gate = os.pipe2(os.O_CLOEXEC)
@@ -360,7 +378,7 @@ class ShellAction(Action):
             # the two and no per-variable encoding; the working directory is entered by
             # the gate, since posix_spawn cannot chdir here.
             pid = os.posix_spawn(
-                argv[0],
+                path,
                 argv,
                 env,
                 file_actions=[
@@ -379,7 +397,7 @@ class ShellAction(Action):
         finally:
             for fd in (gate_in, out_w, err_w):
                 os.close(fd)
-        return _Held(_Spawned(pid, out_r, err_r), gate, output_path)
+        return _Held(_Spawned(pid, out_r, err_r), gate, output_path, prefix)
 
     async def execute(self, ctx: ActionContext, input: ShellInput) -> ActionResult:
         held = ctx.prestarted if isinstance(ctx.prestarted, _Held) else None
@@ -417,9 +435,10 @@ class ShellAction(Action):
         if held is None:
             cwd = ctx.workdir / input.working_directory if input.working_directory else ctx.workdir
             proc = self._spawn(argv, cwd, _environment(ctx, input, output_path))
+            streams = _Streams(loop, ctx.log)
         else:
             proc = held.go()
-        streams = _Streams(loop, ctx.log)
+            streams = _Streams(loop, ctx.log, held.prefix)
         assert proc.stdout is not None
         assert proc.stderr is not None
         streams.watch(proc.stdout, "stdout")
@@ -530,6 +549,45 @@ class ShellAction(Action):
         script = self._scratch.new_path(".script")
         Path(script).write_text(input.command, encoding="utf-8")
         return [w.replace("{0}", script) for w in words], script
+
+
+#: options a prestarted shell may have (tracing ones, -x and -v, would print the gate)
+_GATEABLE_LONG = frozenset({"--noprofile", "--norc", "--posix"})
+_GATEABLE_SHORT = frozenset("eufo")
+_TRACING = frozenset({"xtrace", "verbose"})
+
+
+@functools.lru_cache(maxsize=64)
+def _gateable(shell: str | None) -> bool:
+    """Whether a step's ``shell:`` can be prestarted: the default, ``bash``, ``sh``, or
+    bash/sh/dash with options only, ending in ``-c`` (the command is its script, so the
+    gate before it is all that runs first)."""
+    if shell is None:
+        return True
+    try:
+        words = shlex.split(shell)
+    except ValueError:
+        return False
+    if words in (["bash"], ["sh"]):
+        return True
+    if len(words) < 2 or words[-1] != "-c" or "{0}" in shell:
+        return False
+    if Path(words[0]).name not in ("bash", "sh", "dash"):
+        return False
+    options = iter(words[1:-1])
+    for word in options:
+        if word in _GATEABLE_LONG:
+            continue
+        if len(word) < 2 or word[0] not in "-+" or not set(word[1:]) <= _GATEABLE_SHORT:
+            return False
+        if "o" in word and next(options, "xtrace") in _TRACING:  # -o NAME
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=64)
+def _which(program: str) -> str | None:
+    return shutil.which(program)
 
 
 @functools.cache

@@ -114,9 +114,12 @@ async def run_attempt(
     try:
         if inp is None:
             inp = prepare_input(action, node, scope)
-        async with asyncio.timeout(node.timeout):
-            call = action.resume(ctx, inp) if resume else action.execute(ctx, inp)
+        call = action.resume(ctx, inp) if resume else action.execute(ctx, inp)
+        if node.timeout is None:  # no timeout scope to set up: most steps have none
             result = await call
+        else:
+            async with asyncio.timeout(node.timeout):
+                result = await call
         if result.suspend_until is not None:
             return Outcome("suspended", resume_at=result.suspend_until, reason=result.wait_reason)
         outputs = _outputs(node, result, scope)
