@@ -37,7 +37,7 @@ import tempfile
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, ClassVar, Protocol
+from typing import IO, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -49,21 +49,22 @@ from plait.actions.base import (
     ActionResult,
     Prestarted,
 )
+from plait.actions.shell_process import (
+    GATE,
+    UNGATED,
+    Held,
+    Process,
+    gateable,
+    signal_group,
+    spawn_held,
+    which,
+)
 
 #: one-word ``shell:`` values and the flag that makes them run an inline script
 _INLINE_FLAG = {
     "zsh": "-c", "dash": "-c", "ksh": "-c", "python": "-c", "python3": "-c",
     "node": "-e", "perl": "-e", "ruby": "-e", "pwsh": "-Command", "powershell": "-Command",
 }  # fmt: skip
-#: what a prestarted shell runs first, on the command's first line (so line numbers in
-#: its messages stay the user's): wait for the runtime's go — a newline on fd 3, written
-#: once the attempt's start is committed — close fd 3 and enter the working directory;
-#: end of file instead (the runtime gave up, or died) exits before the command ran
-GATE = "read -r _ <&3 || exit 1; exec 3<&-; cd -- {cwd} || exit 1; "
-#: variables that make bash act before the gate or show it: such steps are not prestarted
-_UNGATED = ("SHELLOPTS", "BASH_ENV")
-#: signals Python ignores that a command must get with their default action
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 _READ_SIZE = 65536
 #: a line longer than this is logged in pieces, so one endless line cannot exhaust memory
 MAX_LINE_CHARS = 65536
@@ -202,7 +203,7 @@ class _ExitWatch:
     leaves the exit watchable for the grace period that follows.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, proc: _Process) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, proc: Process) -> None:
         self._loop = loop
         self._proc = proc
         self._pidfd: int | None = None
@@ -247,83 +248,6 @@ class _ExitWatch:
             self._pidfd = None
 
 
-class _Process(Protocol):
-    """What the action needs of a child: ``subprocess.Popen`` or a :class:`_Spawned`."""
-
-    pid: int
-    returncode: int | None
-    stdout: IO[bytes] | None
-    stderr: IO[bytes] | None
-
-    def poll(self) -> int | None: ...
-
-    def wait(self) -> int: ...
-
-
-class _Spawned:
-    """A child made by ``os.posix_spawn``: its pid, output pipes and exit status."""
-
-    def __init__(self, pid: int, stdout: int, stderr: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self.stdout: IO[bytes] | None = open(stdout, "rb", buffering=0)  # noqa: SIM115
-        self.stderr: IO[bytes] | None = open(stderr, "rb", buffering=0)  # noqa: SIM115
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self) -> int:
-        if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-
-class _Held:
-    """A shell :meth:`ShellAction.prestart` started, waiting at the gate."""
-
-    def __init__(self, proc: _Spawned, gate: int, output_path: str, prefix: str) -> None:
-        self.proc = proc
-        self.output_path = output_path
-        self.prefix = prefix
-        self._gate: int | None = gate
-
-    def go(self) -> _Spawned:
-        """The start is committed: let the command run."""
-        gate, self._gate = self._gate, None
-        if gate is not None:
-            with contextlib.suppress(OSError):  # it exited already (a syntax error on line 1)
-                os.write(gate, b"\n")
-            os.close(gate)
-        return self.proc
-
-    def abort(self) -> None:
-        gate, self._gate = self._gate, None
-        if gate is None:
-            return  # taken over by execute (or aborted already)
-        os.close(gate)
-        _killpg(self.proc.pid, signal.SIGKILL)  # still at the gate: nothing of it ran
-        self.proc.wait()
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
-def _killpg(pgid: int, sig: int) -> bool:
-    """Signal a process group; False when it has no processes left."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member changed user (setuid); nothing more we can do
-        return False
-    return True
-
-
 class ShellAction(Action):
     name = "shell"
     version = "1"
@@ -354,53 +278,26 @@ class ShellAction(Action):
         step with another shell, or whose shell would trace itself (``-x``,
         ``SHELLOPTS``) or run a file before the gate (``BASH_ENV``), starts after the
         commit as usual."""
-        if not _gateable(input.shell):
+        if not gateable(input.shell):
             return None
-        for name in _UNGATED:
+        for name in UNGATED:
             if name in os.environ or name in ctx.env or name in input.env:
                 return None
         cwd = ctx.workdir / input.working_directory if input.working_directory else ctx.workdir
         if not cwd.is_dir():
             return None  # execute reports it
         argv, _ = self._argv(input)
-        path = _which(argv[0])  # posix_spawn does not search $PATH (argv[0] stays as named)
+        path = which(argv[0])  # posix_spawn does not search $PATH (argv[0] stays as named)
         if path is None:
             return None  # execute reports it
         prefix = GATE.format(cwd=shlex.quote(os.path.abspath(cwd)))
         argv[-1] = prefix + argv[-1]
         output_path = self._scratch.new_path(".out")
         env = _environment(ctx, input, output_path)
-        gate_in, gate = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            # posix_spawn (vfork and exec in C) rather than subprocess: no Python between
-            # the two and no per-variable encoding; the working directory is entered by
-            # the gate, since posix_spawn cannot chdir here.
-            pid = os.posix_spawn(
-                path,
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, self._stdin(), 0),
-                    (os.POSIX_SPAWN_DUP2, out_w, 1),
-                    (os.POSIX_SPAWN_DUP2, err_w, 2),
-                    (os.POSIX_SPAWN_DUP2, gate_in, 3),
-                ],
-                setsid=True,
-                setsigdef=_DEFAULT_SIGNALS,  # Python ignores SIGPIPE; a command must not
-            )
-        except OSError:
-            for fd in (gate, out_r, err_r):
-                os.close(fd)
-            return None  # execute meets the same error and reports it
-        finally:
-            for fd in (gate_in, out_w, err_w):
-                os.close(fd)
-        return _Held(_Spawned(pid, out_r, err_r), gate, output_path, prefix)
+        return spawn_held(path, argv, env, self._stdin(), output_path, prefix)
 
     async def execute(self, ctx: ActionContext, input: ShellInput) -> ActionResult:
-        held = ctx.prestarted if isinstance(ctx.prestarted, _Held) else None
+        held = ctx.prestarted if isinstance(ctx.prestarted, Held) else None
         output_path = held.output_path if held else self._scratch.new_path(".out")
         script: str | None = None
         try:
@@ -426,12 +323,12 @@ class ShellAction(Action):
         input: ShellInput,
         argv: list[str],
         output_path: str,
-        held: _Held | None,
+        held: Held | None,
     ) -> tuple[int, str]:
         """Run to the end (``held``: started by prestart); the exit code and the last
         non-blank stderr line."""
         loop = asyncio.get_running_loop()
-        proc: _Process
+        proc: Process
         if held is None:
             cwd = ctx.workdir / input.working_directory if input.working_directory else ctx.workdir
             proc = self._spawn(argv, cwd, _environment(ctx, input, output_path))
@@ -494,7 +391,7 @@ class ShellAction(Action):
         ``exited`` (on cancel) is the shell's exit; after a normal exit the group's
         leftovers are polled instead.
         """
-        if not _killpg(pgid, signal.SIGTERM):
+        if not signal_group(pgid, signal.SIGTERM):
             return
         try:
             if exited is not None:
@@ -504,13 +401,13 @@ class ShellAction(Action):
         except TimeoutError:
             pass
         finally:
-            _killpg(pgid, signal.SIGKILL)
+            signal_group(pgid, signal.SIGKILL)
 
     async def _wait_group_gone(self, pgid: int) -> None:
         deadline = asyncio.get_running_loop().time() + self.kill_grace
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
-            if not _killpg(pgid, 0):  # signal 0 only checks that the group exists
+            if not signal_group(pgid, 0):  # signal 0 only checks that the group exists
                 return
 
     async def _drain(self, streams: _Streams) -> None:
@@ -521,12 +418,12 @@ class ShellAction(Action):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(streams.closed), self.drain_timeout)
 
-    def _cleanup(self, proc: _Process, streams: _Streams, watch: _ExitWatch) -> None:
+    def _cleanup(self, proc: Process, streams: _Streams, watch: _ExitWatch) -> None:
         streams.close_all()
         watch.close()
         if proc.returncode is None:
             # Cancelled twice, or the loop is closing: make sure nothing survives.
-            _killpg(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
 
     def _argv(self, input: ShellInput) -> tuple[list[str], str | None]:
@@ -549,45 +446,6 @@ class ShellAction(Action):
         script = self._scratch.new_path(".script")
         Path(script).write_text(input.command, encoding="utf-8")
         return [w.replace("{0}", script) for w in words], script
-
-
-#: options a prestarted shell may have (tracing ones, -x and -v, would print the gate)
-_GATEABLE_LONG = frozenset({"--noprofile", "--norc", "--posix"})
-_GATEABLE_SHORT = frozenset("eufo")
-_TRACING = frozenset({"xtrace", "verbose"})
-
-
-@functools.lru_cache(maxsize=64)
-def _gateable(shell: str | None) -> bool:
-    """Whether a step's ``shell:`` can be prestarted: the default, ``bash``, ``sh``, or
-    bash/sh/dash with options only, ending in ``-c`` (the command is its script, so the
-    gate before it is all that runs first)."""
-    if shell is None:
-        return True
-    try:
-        words = shlex.split(shell)
-    except ValueError:
-        return False
-    if words in (["bash"], ["sh"]):
-        return True
-    if len(words) < 2 or words[-1] != "-c" or "{0}" in shell:
-        return False
-    if Path(words[0]).name not in ("bash", "sh", "dash"):
-        return False
-    options = iter(words[1:-1])
-    for word in options:
-        if word in _GATEABLE_LONG:
-            continue
-        if len(word) < 2 or word[0] not in "-+" or not set(word[1:]) <= _GATEABLE_SHORT:
-            return False
-        if "o" in word and next(options, "xtrace") in _TRACING:  # -o NAME
-            return False
-    return True
-
-
-@functools.lru_cache(maxsize=64)
-def _which(program: str) -> str | None:
-    return shutil.which(program)
 
 
 @functools.cache
