@@ -169,7 +169,7 @@ def spawn_held(
             setsid=True,
             setsigdef=_DEFAULT_SIGNALS,  # Python ignores SIGPIPE; a command must not
         )
-    except OSError:
+    except (OSError, NotImplementedError):  # (the latter: no setsid in this libc)
         for fd in (gate, out_r, err_r):
             os.close(fd)
         return None  # execute meets the same error and reports it
