@@ -105,7 +105,13 @@ _ADMIN_TOKENS: dict[str, str] = {}
 
 
 def call(
-    base: str, method: str, path: str, body: Any = None, ctype: str = "", bearer: str | None = None
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    ctype: str = "",
+    bearer: str | None = None,
+    timeout: float = 20,
 ) -> Any:
     """One API request as the admin (one login per server, renewed when refused) or
     with ``bearer``; the JSON answer, None for 204."""
@@ -118,7 +124,7 @@ def call(
         if data is not None:
             req.add_header("Content-Type", ctype or "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=20) as r:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
                 raw = r.read()
             return json.loads(raw) if raw else None
         except urllib.error.HTTPError as e:
