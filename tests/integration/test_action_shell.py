@@ -18,8 +18,8 @@ from plait.actions.shell import (
     ShellAction,
     ShellInput,
     _LineSplitter,
-    parse_outputs,
 )
+from plait.actions.shell_outputs import parse_outputs
 
 
 class Log:

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
 
 from plait import expr, fastjson
-from plait.actions.base import Action, ActionContext, ActionFailed, ActionResult
+from plait.actions.base import Action, ActionContext, ActionFailed, ActionResult, LogSink
+from plait.actions.registry import ActionRegistry
 from plait.engine.api import Outcome
-from plait.errors import ExpressionError
+from plait.errors import ExpressionError, PlaitError
 from plait.model.durations import format_duration
 from plait.model.plan import StepPlan
+
+if TYPE_CHECKING:
+    from plait.runtime.tracked import TrackedRun
+
+log = logging.getLogger(__name__)
 
 
 def _input_error(node: StepPlan, exc: PydanticValidationError) -> str:
@@ -71,6 +78,57 @@ class PreparedAttempt:
         """Undo what the action's prestart began (a no-op once ``execute`` took it)."""
         if self.ctx.prestarted is not None:
             self.ctx.prestarted.abort()
+
+
+def prepare_attempt(
+    h: TrackedRun,
+    key: str,
+    attempt: int,
+    registry: ActionRegistry,
+    sink: LogSink,
+    services: MutableMapping[str, Any],
+    now: float,
+) -> PreparedAttempt | Outcome:
+    """Attempt ``attempt`` of step ``key`` of run ``h`` made ready: its action, scope and
+    context; or the outcome of failing to make them (an unknown action, a bad ``env``)."""
+    node = h.plan.nodes[h.machine.steps[key].node]
+    try:
+        action = registry.get(node.uses or "shell")
+        scope = h.machine.scope(key)
+        env = render_env({**h.plan.env, **node.env}, scope)
+    except (PlaitError, ExpressionError) as exc:
+        return Outcome("failed", error=h.masker.mask(str(exc)), retryable=False)
+    ctx = ActionContext(
+        run_id=h.id,
+        workflow=h.plan.name,
+        step=key,
+        attempt=attempt,
+        workdir=h.workdir,
+        env=env,
+        log=sink,
+        mask=h.masker.mask,
+        namespace=h.plan.namespace,
+        services=services,
+        connections=h.connections(services),
+        secret_sink=h.masker.add,
+        deadline=(now + node.timeout) if node.timeout else None,
+    )
+    return PreparedAttempt(action, node, scope, ctx)
+
+
+def prestart(prepared: PreparedAttempt) -> bool:
+    """Let the action begin the effect-free part of the attempt (Action.prestart) while
+    its start is committed; whether it did. A failure here is left to the attempt itself
+    to meet again and report."""
+    if not prepared.action.prestarts:
+        return False
+    try:
+        prepared.input = prepare_input(prepared.action, prepared.node, prepared.scope)
+        prepared.ctx.prestarted = prepared.action.prestart(prepared.ctx, prepared.input)
+    except Exception:
+        log.debug("step %s: no prestart", prepared.ctx.step, exc_info=True)
+        return False
+    return prepared.ctx.prestarted is not None
 
 
 def _outputs(node: StepPlan, result: ActionResult, scope: Mapping[str, Any]) -> dict[str, Any]:

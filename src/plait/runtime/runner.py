@@ -28,17 +28,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from plait.actions.base import ActionContext
 from plait.actions.registry import ActionRegistry
 from plait.engine.api import Outcome, Transition
 from plait.engine.machine import RunMachine
 from plait.engine.state import AttemptRecord, AttemptStatus, RunState, StepState, StepStatus
-from plait.errors import ConflictError, ExpressionError, PlaitError, StoreError, StoreUnavailable
+from plait.errors import ConflictError, PlaitError, StoreError, StoreUnavailable
 from plait.model.plan import Plan
 from plait.ops import tracing
 from plait.runtime.applying import Finished, finish, finish_all, start_all
 from plait.runtime.backoff import Backoff
-from plait.runtime.executor import PreparedAttempt, prepare_input, render_env, run_attempt
+from plait.runtime.executor import PreparedAttempt, prepare_attempt, prestart, run_attempt
 from plait.runtime.ids import new_run_id, new_worker_id, worker_alive
 from plait.runtime.tracked import ATTEMPT_STATUS, TrackedRun, current_records
 from plait.security.masking import Masker
@@ -394,22 +393,13 @@ class Runner:
         Anything that goes wrong here is left to the attempt itself to report."""
         for key in started:
             step = h.machine.steps[key]
-            try:
-                action = self.registry.get(h.plan.nodes[step.node].uses or "shell")
+            try:  # most actions have nothing to begin early: ask before preparing
+                if not self.registry.get(h.plan.nodes[step.node].uses or "shell").prestarts:
+                    continue
             except PlaitError:
-                continue
-            if not action.prestarts:
-                continue
+                continue  # the attempt reports it
             prepared = self._prepare(h, key, step.attempt)
-            if isinstance(prepared, Outcome):
-                continue
-            try:
-                prepared.input = prepare_input(action, prepared.node, prepared.scope)
-                prepared.ctx.prestarted = action.prestart(prepared.ctx, prepared.input)
-            except Exception:  # the attempt meets it again and reports it
-                log.debug("step %s: no prestart", key, exc_info=True)
-                continue
-            if prepared.ctx.prestarted is not None:
+            if isinstance(prepared, PreparedAttempt) and prestart(prepared):
                 h.prepared[key] = prepared
 
     def serves(self, step: StepState) -> bool:
@@ -581,35 +571,10 @@ class Runner:
         return outcome
 
     def _prepare(self, h: TrackedRun, key: str, attempt: int) -> PreparedAttempt | Outcome:
-        """The attempt's action and context, or the outcome of failing to make them."""
-        step = h.machine.steps[key]
-        node = h.plan.nodes[step.node]
-        try:
-            action = self.registry.get(node.uses or "shell")
-            scope = h.machine.scope(key)
-            env = render_env({**h.plan.env, **node.env}, scope)
-        except (PlaitError, ExpressionError) as exc:
-            return Outcome("failed", error=h.masker.mask(str(exc)), retryable=False)
-
         def sink(stream: str, line: str) -> None:
             self._log(h, key, attempt, stream, line)
 
-        ctx = ActionContext(
-            run_id=h.id,
-            workflow=h.plan.name,
-            step=key,
-            attempt=attempt,
-            workdir=h.workdir,
-            env=env,
-            log=sink,
-            mask=h.masker.mask,
-            namespace=h.plan.namespace,
-            services=self.services,
-            connections=h.connections(self.services),
-            secret_sink=h.masker.add,
-            deadline=(self.clock() + node.timeout) if node.timeout else None,
-        )
-        return PreparedAttempt(action, node, scope, ctx)
+        return prepare_attempt(h, key, attempt, self.registry, sink, self.services, self.clock())
 
     # -- logs and background work -------------------------------------------------------
     def _log(self, h: TrackedRun, key: str, attempt: int, stream: str, line: str) -> None:
